@@ -1,0 +1,127 @@
+"""Command line entry: ``python -m runner [overrides]`` and ``python -m runner -m [sweep overrides]``.
+
+User mistakes end in one line on stderr and a non-zero exit; ``HYDRA_FULL_ERROR=1`` shows the
+traceback. In a multirun a failing job is recorded (``FAILED.txt`` in its folder), the other jobs
+run, and the process exits 1 after the sweep summary has named the failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import traceback
+from importlib import resources
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from runner.errors import UserError
+from runner.hydra_callbacks import FAILURE_FILE
+
+log = logging.getLogger("runner")
+
+CONFIG_PACKAGE = "runner.conf"
+FAILED_JOBS: list[str] = []
+
+
+def config_root() -> Path:
+    """The packaged config tree (``conf/`` of the checkout, shipped as ``runner.conf``)."""
+    return Path(str(resources.files(CONFIG_PACKAGE)))
+
+
+def group_options(group: str) -> list[str]:
+    """Names of the YAML files of one config group."""
+    folder = config_root() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Fail fast, in one line, on ``group=name`` where ``name`` is not a file of that group."""
+    for arg in argv:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if "/" in group or "." in group or not (config_root() / group).is_dir():
+            continue
+        if any(ch in value for ch in "()[]{}$*?"):  # sweep functions, lists, interpolations
+            continue
+        options = group_options(group)
+        for name in filter(None, value.split(",")):
+            if name != "null" and name not in options:
+                noun = "experiment" if group == "experiment" else f"{group} option"
+                raise UserError(f"unknown {noun} '{name}'; valid: {', '.join(options)}")
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind ``err`` (Hydra's instantiate wraps errors raised in constructors)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _record_failure(err: BaseException) -> None:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shown = find_user_error(err) or err
+    first_line = f"{type(shown).__name__}: {shown}".splitlines()[0]
+    (output_dir / FAILURE_FILE).write_text(first_line + "\n\n" + traceback.format_exc())
+    FAILED_JOBS.append(str(output_dir))
+    log.error("job %s failed: %s (the sweep goes on)", output_dir.name, first_line)
+
+
+def task(cfg: DictConfig) -> float | None:
+    """One Hydra job: run the experiment, turning failures into clear reports."""
+    from runner.train import run  # heavy imports after argument checks
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        return run(cfg)
+    except Exception as err:  # noqa: BLE001 - every failure is reported, none is swallowed
+        if multirun:
+            _record_failure(err)
+            return math.nan
+        user_error = find_user_error(err)
+        if user_error is not None and not _full_error():
+            _fail(str(user_error))
+        raise
+
+
+@hydra.main(version_base="1.3", config_path="pkg://runner.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return task(cfg)
+
+
+def main() -> None:
+    """``python -m runner``: check group names, run Hydra, exit 1 if a sweep had failures."""
+    try:
+        check_group_choices(sys.argv[1:])
+    except UserError as err:
+        if _full_error():
+            raise
+        _fail(str(err))
+    _hydra_main()
+    if FAILED_JOBS:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

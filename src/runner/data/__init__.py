@@ -1,0 +1,1 @@
+"""Data modules and dataset readers."""

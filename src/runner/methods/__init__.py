@@ -1,0 +1,1 @@
+"""One subpackage per paper/method: LightningModule(s), losses and method-only parts."""

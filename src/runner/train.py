@@ -1,0 +1,186 @@
+"""The flow of one run (design.md, "The flow of one run").
+
+validate → print/save config → seed → build datamodule, networks, method, callbacks, loggers,
+trainer (all via ``_target_``) → fit → test → ``metrics.json`` → return the objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from runner.checkpointing import find_resume_checkpoint, read_callback_state
+from runner.errors import UserError
+from runner.utils import config_hash, print_and_save_config, to_float_dict, write_json_atomic
+from runner.validation import validate_config
+
+log = logging.getLogger(__name__)
+
+# config groups holding networks, and the keyword the method receives each one under
+NETWORK_GROUPS = {"model": "net", "teacher": "teacher", "student": "student"}
+
+
+def build_networks(cfg: DictConfig, num_classes: int | None) -> dict[str, Any]:
+    """Instantiate every network group present (model / teacher / student) with the data's class count."""
+    networks = {}
+    for group, keyword in NETWORK_GROUPS.items():
+        node = cfg.get(group)
+        if node is None or "_target_" not in node:
+            continue
+        kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+        networks[keyword] = instantiate(node, **kwargs)
+    return networks
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Every callback of the ``callbacks`` group (entries set to null are skipped)."""
+    node = cfg.get("callbacks") or {}
+    return [instantiate(spec) for spec in node.values() if spec is not None and "_target_" in spec]
+
+
+def build_loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
+    """Every logger of the ``logger`` group; a W&B logger continues ``wandb_run_id`` when resuming."""
+    loggers = []
+    for spec in (cfg.get("logger") or {}).values():
+        if spec is None or "_target_" not in spec:
+            continue
+        extra = {}
+        if spec._target_.endswith("WandbLogger") and wandb_run_id and not spec.get("id"):
+            extra = {"id": wandb_run_id, "resume": "allow"}
+            log.info("continuing W&B run %s", wandb_run_id)
+        loggers.append(instantiate(spec, **extra))
+    return loggers
+
+
+def resolve_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` if given (must exist), else ``resume=auto``'s pick."""
+    if cfg.get("ckpt_path"):
+        path = Path(str(cfg.ckpt_path)).expanduser()
+        if not path.is_file():
+            raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give a .ckpt file or use resume=auto")
+        return str(path)
+    if cfg.get("resume") == "auto":
+        found = find_resume_checkpoint(cfg.paths.output_dir, cfg.paths.log_dir, cfg.task_name)
+        if found is None:
+            log.warning("resume=auto: no last.ckpt for task %s under %s; starting fresh", cfg.task_name, cfg.paths.log_dir)
+        else:
+            log.info("resume=auto: continuing from %s", found)
+        return found
+    return None
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run if one was started (so offline runs are flushed and the next run is clean)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run one experiment; returns ``cfg.optimized_metric`` (None if it was never logged)."""
+    started = time.time()
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    print_and_save_config(cfg, output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    log.info("seed %s", cfg.seed)
+
+    datamodule = instantiate(cfg.dataset)
+    num_classes = getattr(datamodule, "num_classes", None)
+    networks = build_networks(cfg, num_classes)
+    method_kwargs = dict(networks)
+    if num_classes is not None:
+        method_kwargs["num_classes"] = num_classes
+    module = instantiate(cfg.method, **method_kwargs)
+
+    ckpt_path = resolve_checkpoint(cfg)
+    wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None
+    callbacks = build_callbacks(cfg)
+    loggers = build_loggers(cfg, wandb_run_id)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    metrics: dict[str, float] = {}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics.update(to_float_dict(trainer.callback_metrics))
+        if cfg.get("test", True):
+            test_ckpt = _test_checkpoint(cfg, trainer, ckpt_path)
+            if test_ckpt:
+                log.info("testing the best checkpoint %s", test_ckpt)
+            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+            metrics.update(to_float_dict(trainer.callback_metrics))
+    finally:
+        _finish_wandb()
+
+    objective = metrics.get(cfg.get("optimized_metric") or "")
+    corrupt = next((cb.summary() for cb in callbacks if hasattr(cb, "summary")), {"count": 0, "paths": []})
+    if trainer.is_global_zero:
+        write_json_atomic(
+            output_dir / "metrics.json",
+            {
+                "metrics": metrics,
+                "objective": {"name": cfg.get("optimized_metric"), "value": objective},
+                "config_hash": config_hash(cfg),
+                "seed": cfg.seed,
+                "task_name": cfg.task_name,
+                "wall_time_s": round(time.time() - started, 3),
+                "corrupt_samples": corrupt,
+                "resumed_from": ckpt_path,
+                "overrides": _overrides(cfg),
+            },
+        )
+        _print_metrics(metrics, output_dir)
+    return objective
+
+
+def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer, resumed_from: str | None) -> str | None:
+    """Which weights ``test`` uses: ``test_ckpt=last`` (default) the weights at the end of fit;
+    ``test_ckpt=best`` the best checkpoint by ``optimized_metric`` (selection on the val split, which
+    for HMDB51 — no val split — is the test split, hence not the default)."""
+    if not cfg.get("train", True):
+        return resumed_from
+    if cfg.get("test_ckpt", "last") == "best":
+        return _best_checkpoint(trainer)
+    return None
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best checkpoint of the ModelCheckpoint that monitors a metric (None if there is none)."""
+    for callback in trainer.checkpoint_callbacks:
+        path = getattr(callback, "best_model_path", "")
+        if getattr(callback, "monitor", None) and path and Path(path).is_file():
+            return path
+    return None
+
+
+def _overrides(cfg: DictConfig) -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # outside a Hydra app (tests composing configs)
+        return []
+
+
+def _print_metrics(metrics: dict[str, float], output_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: {output_dir}  (metrics.json, checkpoints/, csv/)")
+
+

@@ -1,0 +1,143 @@
+"""VideoDataModule: batches, views, corrupt files, config errors, the Hydra configs."""
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from runner.data.video import VideoDataModule, collate_video_batch
+from runner.data.video.readers import EpicKitchens100Reader, HMDB51Reader, Kinetics400Reader
+from runner.data.video.synthetic import ProceduralVideoTwin
+from runner.errors import UserError
+
+TINY = dict(num_classes=4, clips_per_class=4, num_frames=8, size=32, fps=8, seed=0)
+CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
+
+
+def _dm(root, reader=HMDB51Reader, layout="hmdb51", **kw):
+    args = dict(
+        reader=functools.partial(reader),
+        root=None,
+        synthetic=True,
+        synthetic_root=str(root),
+        twin=ProceduralVideoTwin(layout, **TINY),
+        num_frames=4,
+        stride=2,
+        crop_size=24,
+        short_side=(28, 32),
+        batch_size=4,
+    )
+    args.update(kw)
+    return VideoDataModule(**args)
+
+
+@pytest.fixture(scope="module")
+def hmdb_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dm") / "hmdb51"
+    ProceduralVideoTwin("hmdb51", **TINY).ensure(str(root))
+    return root
+
+
+def test_batches_and_views(hmdb_root):
+    dm = _dm(hmdb_root, views={"teacher": {"num_frames": 2, "crop_size": 28, "temporal_stride": 2}})
+    assert dm.num_classes == 4 and len(dm.class_names) == 4 and dm.root_used == str(hmdb_root)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (4, 3, 4, 24, 24) and batch["video"].dtype == torch.float32
+    assert batch["video_teacher"].shape == (4, 3, 2, 28, 28)
+    assert batch["label"].dtype == torch.long and batch["label"].shape == (4,)
+    assert len(batch["clip_id"]) == 4 and batch["corrupt"] == []
+    val = list(dm.val_dataloader())
+    assert sum(len(b["label"]) for b in val) == 4
+    assert sum(len(b["label"]) for b in dm.test_dataloader()) == 4
+    again = next(iter(dm.val_dataloader()))
+    assert torch.equal(val[0]["video"], again["video"])  # eval is deterministic
+
+
+def test_uniform_sampling_and_subset_cap(hmdb_root):
+    dm = _dm(hmdb_root, sampling="uniform", num_frames=3, max_clips_per_subset=5)
+    assert len(dm.dataset("train")) == 5
+    assert dm.dataset("val")[0]["video"].shape == (3, 3, 24, 24)
+
+
+def test_bad_sampling_is_user_error(hmdb_root):
+    with pytest.raises(UserError, match="dataset.sampling"):
+        _dm(hmdb_root, sampling="random")
+
+
+def test_missing_real_root(tmp_path):
+    with pytest.raises(UserError) as err:
+        VideoDataModule(reader=functools.partial(Kinetics400Reader), root=str(tmp_path / "k400"))
+    assert str(tmp_path / "k400") in str(err.value) and "dataset.synthetic=true" in str(err.value)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_files_are_skipped(tmp_path, workers, caplog):
+    root = tmp_path / "hmdb51"
+    dm = _dm(root, num_workers=workers, batch_size=64)
+    recs = dm.reader.records("test")
+    truncated, garbage = recs[0].path, recs[1].path
+    with open(truncated, "r+b") as fh:
+        fh.truncate(12)
+    with open(garbage, "wb") as fh:
+        fh.write(os.urandom(4096))
+    with caplog.at_level("WARNING", logger="runner.data"):
+        batches = list(dm.test_dataloader())
+    assert len(batches) == 1
+    b = batches[0]
+    assert sorted(b["corrupt"]) == sorted([truncated, garbage])
+    assert b["video"].shape[0] == len(recs) - 2 == len(b["clip_id"])
+    if workers == 0:
+        assert truncated in caplog.text
+
+
+def test_collate_all_corrupt():
+    b = collate_video_batch([{"corrupt": "a.mp4"}, {"corrupt": "b.mp4"}])
+    assert b["video"].shape[0] == 0 and b["label"].shape == (0,) and b["corrupt"] == ["a.mp4", "b.mp4"]
+
+
+def test_epic_segments_through_datamodule(tmp_path):
+    dm = _dm(
+        tmp_path / "epic",
+        reader=functools.partial(EpicKitchens100Reader, target="action"),
+        layout="epic_kitchens",
+    )
+    assert dm.num_classes == 4
+    item = dm.dataset("val")[0]
+    assert item["video"].shape == (3, 4, 24, 24) and 0 <= item["label"] < 4
+
+
+@pytest.mark.parametrize("name", ["hmdb51", "epic_kitchens", "kinetics400"])
+def test_hydra_configs_instantiate_the_twin(tmp_path, name):
+    cfg = OmegaConf.create(
+        {"paths": {"data_dir": str(tmp_path)}, "dataset": OmegaConf.load(CONF / f"{name}.yaml")}
+    )
+    ds = cfg.dataset
+    assert ds.reader._partial_ is True and ds.twin.layout == name
+    ds.synthetic = True
+    ds.twin.update(TINY)
+    ds.update(
+        num_frames=4,
+        stride=2,
+        crop_size=24,
+        short_side=[28, 32],
+        batch_size=2,
+        num_workers=0,
+        pin_memory=False,
+    )
+    dm = instantiate(ds)
+    assert isinstance(dm, VideoDataModule) and dm.num_classes >= 2
+    assert dm.root_used == os.path.join(str(tmp_path), "synthetic", name)
+    b = next(iter(dm.val_dataloader()))
+    assert b["video"].shape == (2, 3, 4, 24, 24)
+    ds.synthetic = False
+    with pytest.raises(Exception) as err:  # Hydra wraps it in InstantiationException, cause kept
+        instantiate(ds)
+    cause = err.value
+    while not isinstance(cause, UserError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    assert isinstance(cause, UserError) and "dataset.synthetic=true" in str(cause)

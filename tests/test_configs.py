@@ -1,0 +1,53 @@
+"""Every config composes: each experiment, and each option of each config group."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from tests.conftest import CONF, EXPERIMENTS
+
+GROUP_OPTIONS = [
+    (group, p.stem)
+    for group in ("trainer", "logger", "callbacks", "debug", "model", "dataset", "method")
+    for p in sorted((CONF / group).glob("*.yaml"))
+]
+
+
+def test_there_are_experiments():
+    assert "video_supervised_hmdb_twin" in EXPERIMENTS
+    assert {"video_supervised_hmdb", "video_supervised_epic", "video_supervised_k400"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.task_name
+    for key in ("dataset", "model", "method", "trainer", "callbacks", "paths"):
+        assert key in cfg, f"{experiment} lacks {key}"
+    assert "_target_" in cfg.dataset and "_target_" in cfg.method
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_group_option_composes(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    assert cfg is not None
+
+
+def test_optuna_search_composes(make_cfg):
+    cfg = make_cfg("hparams_search=optuna_lr")
+    assert cfg.optimized_metric == "val/acc"
+
+
+def test_callbacks_and_loggers_instantiate(make_cfg, tmp_path):
+    cfg = make_cfg("logger=many", "callbacks=early_stopping")
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    names = {type(c).__name__ for c in callbacks}
+    assert {"ModelCheckpoint", "EarlyStopping", "RichProgressBar", "RNGStateCallback"} <= names
+    assert set(cfg.logger) == {"csv", "tensorboard", "wandb"}
+    assert cfg.logger.wandb.offline is True
+
+
+def test_default_run_dir_has_microseconds():
+    text = (CONF / "hydra" / "default.yaml").read_text()
+    assert "%f" in text.split("run:")[1].split("sweep:")[0]
