@@ -69,7 +69,9 @@ def make_cfg(tmp_path, data_dir) -> Callable[..., DictConfig]:
     GlobalHydra.instance().clear()
 
 
-def run_cli(args: list[str], cwd: Path, data_dir: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, data_dir: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m runner <args>`` as a user would, in ``cwd``."""
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)

@@ -30,7 +30,10 @@ def test_rng_state_round_trip(tmp_path):
 def test_nonfinite_loss_names_step_batch_and_terms():
     guard = NonFiniteLossGuard()
     trainer = SimpleNamespace(global_step=7, current_epoch=1)
-    outputs = {"loss": torch.tensor(float("nan")), "loss_terms": {"ce": torch.tensor(float("nan")), "kd": torch.tensor(0.5)}}
+    outputs = {
+        "loss": torch.tensor(float("nan")),
+        "loss_terms": {"ce": torch.tensor(float("nan")), "kd": torch.tensor(0.5)},
+    }
     with pytest.raises(NonFiniteLoss, match=r"global step 7.*batch 3.*'ce': nan.*'kd': 0.5"):
         guard.on_train_batch_end(trainer, None, outputs, None, 3)
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 3)  # finite: no error

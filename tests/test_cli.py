@@ -19,7 +19,9 @@ def assert_one_line_error(result, *fragments):
 
 def test_unknown_experiment_lists_valid_names(tmp_path):
     result = run_cli(["experiment=nope"], tmp_path)
-    assert_one_line_error(result, "unknown experiment 'nope'", "video_supervised_hmdb", "video_supervised_k400")
+    assert_one_line_error(
+        result, "unknown experiment 'nope'", "video_supervised_hmdb", "video_supervised_k400"
+    )
 
 
 def test_unknown_group_option(tmp_path):
@@ -53,7 +55,11 @@ def test_full_error_shows_traceback(tmp_path, monkeypatch):
     env = dict(os.environ, RUNNER_ROOT=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "-m", "runner", "method.optimizer.lr=-1", *TINY_TWIN],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr

@@ -9,7 +9,17 @@ from tests.conftest import CONF, EXPERIMENTS
 
 GROUP_OPTIONS = [
     (group, p.stem)
-    for group in ("trainer", "logger", "callbacks", "debug", "model", "dataset", "method")
+    for group in (
+        "trainer",
+        "logger",
+        "callbacks",
+        "debug",
+        "model",
+        "dataset",
+        "method",
+        "teacher",
+        "student",
+    )
     for p in sorted((CONF / group).glob("*.yaml"))
 ]
 
@@ -51,3 +61,9 @@ def test_callbacks_and_loggers_instantiate(make_cfg, tmp_path):
 def test_default_run_dir_has_microseconds():
     text = (CONF / "hydra" / "default.yaml").read_text()
     assert "%f" in text.split("run:")[1].split("sweep:")[0]
+
+
+def test_teacher_reuses_the_model_network(make_cfg):
+    cfg = make_cfg("teacher=x3d_m", "student=x3d_s")
+    assert cfg.teacher._target_ == cfg.student._target_ == "runner.models.video.X3D"
+    assert cfg.teacher.variant == "m" and cfg.student.variant == "s"

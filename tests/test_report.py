@@ -21,7 +21,9 @@ def make_job(sweep, num, overrides, metrics, curves=None, failed=None):
     (job / "metrics.json").write_text(json.dumps({"metrics": metrics, "seed": seed}))
     if curves:
         (job / "csv").mkdir()
-        lines = ["epoch,step,val/acc,train/loss_epoch"] + [f"{e},{e * 10},{a},{loss}" for e, (a, loss) in enumerate(curves)]
+        lines = ["epoch,step,val/acc,train/loss_epoch"] + [
+            f"{e},{e * 10},{a},{loss}" for e, (a, loss) in enumerate(curves)
+        ]
         (job / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
 
 

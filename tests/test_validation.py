@@ -10,7 +10,11 @@ from runner.validation import validate_config
 
 
 def cfg(**sections):
-    base = {"seed": 0, "resume": None, "trainer": {"max_epochs": 2, "accelerator": "cpu", "precision": "32-true"}}
+    base = {
+        "seed": 0,
+        "resume": None,
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "precision": "32-true"},
+    }
     base.update(sections)
     return OmegaConf.create(base)
 

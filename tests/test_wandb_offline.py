@@ -28,3 +28,29 @@ def test_wandb_offline_run_directory(make_cfg, monkeypatch):
     import wandb
 
     assert wandb.run is None  # finished
+
+
+def test_resume_continues_the_same_wandb_run(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    limits = ["trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    first = make_cfg(
+        "logger=wandb", "trainer.max_epochs=1", *limits, *TINY_TWIN, *TINY_MODEL, root=tmp_path / "a"
+    )
+    run(first)
+    (first_run,) = (Path(first.paths.output_dir) / "wandb").glob("offline-run-*")
+    run_id = first_run.name.rsplit("-", 1)[-1]
+
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = make_cfg(
+        "logger=wandb",
+        "trainer.max_epochs=2",
+        f"ckpt_path={ckpt}",
+        *limits,
+        *TINY_TWIN,
+        *TINY_MODEL,
+        root=tmp_path / "b",
+    )
+    run(resumed)
+    (second_run,) = (Path(resumed.paths.output_dir) / "wandb").glob("offline-run-*")
+    assert second_run.name.rsplit("-", 1)[-1] == run_id

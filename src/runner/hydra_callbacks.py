@@ -27,13 +27,26 @@ class SweepSummary(Callback):
         from rich.console import Console
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()] if sweep_dir.is_dir() else []
+        jobs = (
+            [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+            if sweep_dir.is_dir()
+            else []
+        )
         failures = failed_jobs(sweep_dir)
         console = Console(stderr=True)
         if failures:
-            console.print(f"[bold red]sweep finished: {len(failures)} of {len(jobs)} job(s) failed[/] ({sweep_dir})")
+            console.print(
+                f"[bold red]sweep finished: {len(failures)} of {len(jobs)} job(s) failed[/] ({sweep_dir})",
+                soft_wrap=True,
+            )
             for name, error in failures:
-                console.print(f"  job {name}: {error}  (see {sweep_dir / name / FAILURE_FILE})")
+                console.print(
+                    f"  job {name}: {error}  (see {sweep_dir / name / FAILURE_FILE})",
+                    soft_wrap=True,
+                    markup=False,
+                )
         else:
-            console.print(f"[green]sweep finished: {len(jobs)} job(s), none failed[/] ({sweep_dir})")
-        console.print(f"summarise it with: python -m runner.report {sweep_dir}")
+            console.print(
+                f"[green]sweep finished: {len(jobs)} job(s), none failed[/] ({sweep_dir})", soft_wrap=True
+            )
+        console.print(f"summarise it with: python -m runner.report {sweep_dir}", soft_wrap=True)

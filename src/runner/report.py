@@ -37,7 +37,11 @@ def load_jobs(sweep_dir: Path) -> list[dict]:
             continue
         payload = json.loads(metrics_file.read_text())
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else payload.get("overrides", [])
+        overrides = (
+            yaml.safe_load(overrides_file.read_text())
+            if overrides_file.is_file()
+            else payload.get("overrides", [])
+        )
         group = tuple(o for o in overrides or [] if not o.lstrip("+~").startswith(IGNORED_OVERRIDE_PREFIXES))
         jobs.append(
             {
@@ -52,7 +56,7 @@ def load_jobs(sweep_dir: Path) -> list[dict]:
 
 
 def mean_std(values: list[float]) -> str:
-    """"m ± s" with the sample std over seeds ("m ± –" for one value)."""
+    """ "m ± s" with the sample std over seeds ("m ± –" for one value)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return f"{mean:.4f} ± –"
@@ -64,14 +68,20 @@ def summary_table(jobs: list[dict]) -> str:
     groups: dict[str, list[dict]] = defaultdict(list)
     for job in jobs:
         groups[job["group"]].append(job)
-    metric_names = sorted({name for job in jobs for name in job["metrics"] if not name.endswith("_step")})
+    all_names = {name for job in jobs for name in job["metrics"] if not name.endswith("_step")}
+    # the evaluation metrics when there are any (train-time values and learning rates add clutter)
+    metric_names = sorted(n for n in all_names if n.startswith(("test/", "val/"))) or sorted(all_names)
     header = ["group", "seeds", *metric_names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, members in sorted(groups.items()):
         seeds = ",".join(str(m["seed"]) for m in members)
         cells = [group, seeds]
         for name in metric_names:
-            values = [m["metrics"][name] for m in members if name in m["metrics"] and math.isfinite(m["metrics"][name])]
+            values = [
+                m["metrics"][name]
+                for m in members
+                if name in m["metrics"] and math.isfinite(m["metrics"][name])
+            ]
             cells.append(mean_std(values) if values else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -94,7 +104,13 @@ def plot_curves(jobs: list[dict], out_file: Path) -> bool:
     if not per_group:
         return False
     metric_names = sorted(
-        {c for frames in per_group.values() for f in frames for c in f.columns if c not in ("epoch", "step") and not c.endswith("_step")}
+        {
+            c
+            for frames in per_group.values()
+            for f in frames
+            for c in f.columns
+            if c not in ("epoch", "step") and not c.endswith("_step")
+        }
     )
     if not metric_names:
         return False
@@ -131,9 +147,18 @@ def build_report(sweep_dir: Path) -> str:
         raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
     parts = [f"# Sweep report: {sweep_dir}", "", summary_table(jobs) if jobs else "(no finished job)"]
     if failures:
-        parts += ["", f"Failed jobs ({len(failures)}):", *[f"- job {name}: {err} (see {name}/{FAILURE_FILE})" for name, err in failures]]
+        parts += [
+            "",
+            f"Failed jobs ({len(failures)}):",
+            *[f"- job {name}: {err} (see {name}/{FAILURE_FILE})" for name, err in failures],
+        ]
     has_plot = plot_curves(jobs, sweep_dir / "report.png") if jobs else False
-    parts += ["", "![metric curves](report.png)" if has_plot else "(no metric curves: runs logged no metrics.csv, e.g. debug=fdr)"]
+    parts += [
+        "",
+        "![metric curves](report.png)"
+        if has_plot
+        else "(no metric curves: runs logged no metrics.csv, e.g. debug=fdr)",
+    ]
     markdown = "\n".join(parts) + "\n"
     (sweep_dir / "report.md").write_text(markdown)
     return markdown
@@ -144,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder (logs/<task>/multiruns/<time>)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"error: {args.sweep_dir} is not a folder; give a multirun folder such as logs/<task>/multiruns/<time>", file=sys.stderr)
+        print(
+            f"error: {args.sweep_dir} is not a folder; give a multirun folder such as logs/<task>/multiruns/<time>",
+            file=sys.stderr,
+        )
         return 2
     try:
         markdown = build_report(args.sweep_dir)

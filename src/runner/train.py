@@ -69,7 +69,11 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
     if cfg.get("resume") == "auto":
         found = find_resume_checkpoint(cfg.paths.output_dir, cfg.paths.log_dir, cfg.task_name)
         if found is None:
-            log.warning("resume=auto: no last.ckpt for task %s under %s; starting fresh", cfg.task_name, cfg.paths.log_dir)
+            log.warning(
+                "resume=auto: no last.ckpt for task %s under %s; starting fresh",
+                cfg.task_name,
+                cfg.paths.log_dir,
+            )
         else:
             log.info("resume=auto: continuing from %s", found)
         return found
@@ -182,5 +186,3 @@ def _print_metrics(metrics: dict[str, float], output_dir: Path) -> None:
     console = Console()
     console.print(table)
     console.print(f"run folder: {output_dir}  (metrics.json, checkpoints/, csv/)")
-
-

@@ -12,7 +12,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-PRINT_ORDER = ("experiment", "dataset", "model", "teacher", "student", "method", "fl_strategy", "trainer", "callbacks", "logger", "paths")
+PRINT_ORDER = (
+    "experiment",
+    "dataset",
+    "model",
+    "teacher",
+    "student",
+    "method",
+    "fl_strategy",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+)
 
 
 def config_tree(cfg: DictConfig):

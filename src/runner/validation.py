@@ -15,7 +15,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import UserError, invalid_value
 
-PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true", "64", 64, "transformer-engine")
+PRECISIONS = (
+    "32-true",
+    "32",
+    32,
+    "16-mixed",
+    "bf16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "64",
+    64,
+    "transformer-engine",
+)
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 
 
@@ -38,9 +50,14 @@ def one_of(*options: Any) -> Rule:
 POSITIVE = Rule(lambda v: _is_number(v) and v > 0, "a number > 0")
 NON_NEGATIVE = Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0")
 POSITIVE_INT = Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
-NON_NEGATIVE_INT = Rule(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0")
+NON_NEGATIVE_INT = Rule(
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"
+)
 UNIT_INTERVAL = Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-EPOCHS = Rule(lambda v: v is None or (isinstance(v, int) and (v >= 1 or v == -1)), "an integer >= 1 (or -1 for no limit)")
+EPOCHS = Rule(
+    lambda v: v is None or (isinstance(v, int) and (v >= 1 or v == -1)),
+    "an integer >= 1 (or -1 for no limit)",
+)
 
 # rules for exact keys
 KEY_RULES: dict[str, Rule] = {
@@ -50,7 +67,9 @@ KEY_RULES: dict[str, Rule] = {
     "trainer.max_epochs": EPOCHS,
     "trainer.precision": one_of(*PRECISIONS),
     "trainer.accelerator": one_of(*ACCELERATORS),
-    "trainer.gradient_clip_val": Rule(lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"),
+    "trainer.gradient_clip_val": Rule(
+        lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"
+    ),
     "dataset.batch_size": POSITIVE_INT,
     "dataset.num_workers": NON_NEGATIVE_INT,
     "dataset.num_frames": POSITIVE_INT,
@@ -98,7 +117,11 @@ def validate_config(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if node is None:
             continue
-        plain = OmegaConf.to_container(node, resolve=True, throw_on_missing=False) if isinstance(node, DictConfig) else node
+        plain = (
+            OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
+            if isinstance(node, DictConfig)
+            else node
+        )
         for key, value in _walk(plain, group):
             rule = NAME_RULES.get(key.rsplit(".", 1)[-1])
             if rule is not None and value is not None and not rule.check(value):

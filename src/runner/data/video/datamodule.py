@@ -113,7 +113,9 @@ class VideoClipDataset(Dataset):
             return {"corrupt": exc.path}
         flip = None
         if self.train and self.transform.flip_prob > 0:
-            flip = bool(torch.rand(1, generator=generator).item() < self.transform.flip_prob)  # shared by all views
+            flip = bool(
+                torch.rand(1, generator=generator).item() < self.transform.flip_prob
+            )  # shared by all views
         out: dict[str, Any] = {
             "video": self.transform(frames, generator=generator, flip=flip),
             "label": int(rec.label),
@@ -215,9 +217,20 @@ class VideoDataModule(L.LightningDataModule):
         if synthetic and twin_geometry:
             # the twin's clips are small (e.g. 64 px, 16 frames): its own clip geometry replaces the
             # real-data one, so `experiment=<real> dataset.synthetic=true` runs in CPU minutes
-            unknown = set(twin_geometry) - {"num_frames", "stride", "crop_size", "short_side", "batch_size", "sampling"}
+            unknown = set(twin_geometry) - {
+                "num_frames",
+                "stride",
+                "crop_size",
+                "short_side",
+                "batch_size",
+                "sampling",
+            }
             if unknown:
-                raise invalid_value("dataset.twin_geometry", sorted(unknown), "keys among num_frames, stride, crop_size, short_side, batch_size, sampling")
+                raise invalid_value(
+                    "dataset.twin_geometry",
+                    sorted(unknown),
+                    "keys among num_frames, stride, crop_size, short_side, batch_size, sampling",
+                )
             num_frames = twin_geometry.get("num_frames", num_frames)
             stride = twin_geometry.get("stride", stride)
             crop_size = twin_geometry.get("crop_size", crop_size)
