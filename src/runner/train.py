@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from runner.checkpointing import find_resume_checkpoint, read_callback_state
 from runner.errors import UserError
@@ -27,15 +27,46 @@ log = logging.getLogger(__name__)
 NETWORK_GROUPS = {"model": "net", "teacher": "teacher", "student": "student"}
 
 
-def build_networks(cfg: DictConfig, num_classes: int | None) -> dict[str, Any]:
-    """Instantiate every network group present (model / teacher / student) with the data's class count."""
+def data_properties(datamodule: Any) -> dict[str, Any]:
+    """What networks and methods need to know about the data (class count, users/items, ...).
+
+    A datamodule may define ``network_kwargs() -> dict``; otherwise its ``num_classes`` is used.
+    """
+    if hasattr(datamodule, "network_kwargs"):
+        return dict(datamodule.network_kwargs())
+    if getattr(datamodule, "num_classes", None) is not None:
+        return {"num_classes": int(datamodule.num_classes)}
+    return {}
+
+
+def accepted_kwargs(node: DictConfig, candidates: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``candidates`` that the ``_target_`` of ``node`` accepts (all of them if it
+    takes ``**kwargs``), minus keys the config sets itself."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    target = get_object(node._target_)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return dict(candidates)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return {
+        k: v
+        for k, v in candidates.items()
+        if (takes_any or k in params) and OmegaConf.select(node, k) is None
+    }
+
+
+def build_networks(cfg: DictConfig, properties: dict[str, Any]) -> dict[str, Any]:
+    """Instantiate every network group present (model / teacher / student) with the data's properties."""
     networks = {}
     for group, keyword in NETWORK_GROUPS.items():
         node = cfg.get(group)
         if node is None or "_target_" not in node:
             continue
-        kwargs = {"num_classes": num_classes} if num_classes is not None else {}
-        networks[keyword] = instantiate(node, **kwargs)
+        networks[keyword] = instantiate(node, **accepted_kwargs(node, properties))
     return networks
 
 
@@ -97,12 +128,9 @@ def run(cfg: DictConfig) -> float | None:
     log.info("seed %s", cfg.seed)
 
     datamodule = instantiate(cfg.dataset)
-    num_classes = getattr(datamodule, "num_classes", None)
-    networks = build_networks(cfg, num_classes)
-    method_kwargs = dict(networks)
-    if num_classes is not None:
-        method_kwargs["num_classes"] = num_classes
-    module = instantiate(cfg.method, **method_kwargs)
+    properties = data_properties(datamodule)
+    networks = build_networks(cfg, properties)
+    module = instantiate(cfg.method, **networks, **accepted_kwargs(cfg.method, properties))
 
     ckpt_path = resolve_checkpoint(cfg)
     wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None
