@@ -167,9 +167,10 @@ def run(cfg: DictConfig) -> float | None:
                 "corrupt_samples": corrupt,
                 "resumed_from": ckpt_path,
                 "overrides": _overrides(cfg),
+                "data": {k: v for k, v in properties.items() if isinstance(v, int | float | str)},
             },
         )
-        _print_metrics(metrics, output_dir)
+        _print_metrics(metrics, output_dir, properties.get("num_classes"))
     return objective
 
 
@@ -202,7 +203,7 @@ def _overrides(cfg: DictConfig) -> list[str]:
         return []
 
 
-def _print_metrics(metrics: dict[str, float], output_dir: Path) -> None:
+def _print_metrics(metrics: dict[str, float], output_dir: Path, num_classes: int | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -213,4 +214,6 @@ def _print_metrics(metrics: dict[str, float], output_dir: Path) -> None:
         table.add_row(key, f"{metrics[key]:.4f}")
     console = Console()
     console.print(table)
-    console.print(f"run folder: {output_dir}  (metrics.json, checkpoints/, csv/)")
+    if num_classes:
+        console.print(f"chance level (uniform guess over {num_classes} classes): {1 / num_classes:.4f}")
+    console.print(f"run folder: {output_dir}  (metrics.json, checkpoints/, csv/)", soft_wrap=True)
