@@ -20,26 +20,21 @@ it differs, writing into a temporary directory next to the root and renaming it 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
-import time
-import uuid
 
 import av
 import numpy as np
 
-from runner.errors import UserError, invalid_value
+from runner.data.twin import CachedTwin
+from runner.errors import invalid_value
 
 log = logging.getLogger("runner.data")
 
 __all__ = ["RECIPE_VERSION", "LAYOUTS", "APPEARANCES", "MOTIONS", "ProceduralVideoTwin", "write_video"]
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 1  # bump when the generated files change
 LAYOUTS = ("hmdb51", "epic_kitchens", "kinetics400")
 
 # (name, RGB colour family, stripe frequency in shape units, stripe angle offset)
@@ -205,7 +200,7 @@ class _Renderer:
         return out
 
 
-class ProceduralVideoTwin:
+class ProceduralVideoTwin(CachedTwin):
     """A seeded procedural stand-in for a video dataset, written in that dataset's real format.
 
     Args:
@@ -262,7 +257,11 @@ class ProceduralVideoTwin:
         a, m = self.class_of(k)
         return f"{MOTIONS[m]}{sep}{APPEARANCES[a][0]}"
 
-    # ---- recipe / cache --------------------------------------------------------------------
+    # ---- recipe / cache (runner.data.twin.CachedTwin does the caching) -----------------------
+    @property
+    def twin_name(self) -> str:
+        return self.layout
+
     def recipe(self) -> dict:
         """Every parameter that determines the generated files."""
         return {
@@ -276,74 +275,12 @@ class ProceduralVideoTwin:
             "seed": self.seed,
         }
 
-    def recipe_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()
-
-    def _is_current(self, root: str) -> bool:
-        try:
-            with open(os.path.join(root, "recipe.json")) as fh:
-                return json.load(fh).get("hash") == self.recipe_hash()
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def ensure(self, root: str) -> str:
-        """Make sure ``root`` holds this twin (generating it if absent or stale) and return ``root``.
-
-        Generation happens in a temporary directory beside ``root`` that is renamed into place, so
-        readers never see a half-written dataset; if another process finishes first with the same
-        recipe, its copy is kept. A non-empty ``root`` that is not a twin is never overwritten.
-        """
-        root = os.path.abspath(os.path.expanduser(str(root)))
-        if self._is_current(root):
-            return root
-        if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, "recipe.json")):
-            raise UserError(
-                f"refusing to write the synthetic twin into non-empty {root} (no recipe.json there)"
-            )
-        parent = os.path.dirname(root)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
-        try:
-            t0 = time.perf_counter()
-            self.generate(tmp)
-            log.info(
-                "generated synthetic %s twin at %s in %.1fs", self.layout, root, time.perf_counter() - t0
-            )
-            self._install(tmp, root)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-        return root
-
-    def _install(self, tmp: str, root: str) -> None:
-        try:
-            os.rename(tmp, root)  # atomic when root does not exist (or is an empty directory)
-            return
-        except OSError:
-            pass
-        if self._is_current(root):
-            return  # another process won the race with the same recipe: keep theirs
-        trash = f"{root}.old-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(root, trash)  # a stale twin of ours: move it aside
-        except FileNotFoundError:
-            trash = ""
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not self._is_current(root):
-                raise
-        if trash:
-            shutil.rmtree(trash, ignore_errors=True)
-
     # ---- generation --------------------------------------------------------------------------
-    def generate(self, out: str) -> None:
-        """Write the twin into the (existing, empty) directory ``out``; ``recipe.json`` last."""
+    def write(self, out: str) -> None:
+        """Write the twin's files (in the layout's real format) into the empty directory ``out``."""
         rng = np.random.default_rng(self.seed)
         renderer = _Renderer(self.size)
         getattr(self, f"_write_{self.layout}")(out, rng, renderer)
-        with open(os.path.join(out, "recipe.json"), "w") as fh:
-            json.dump({"hash": self.recipe_hash(), "recipe": self.recipe()}, fh, indent=2, sort_keys=True)
 
     def _split_per_class(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Per class, a boolean train mask over its clips (~70 % True, at least one of each)."""
