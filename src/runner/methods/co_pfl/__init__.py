@@ -1,0 +1,1 @@
+"""CO-PFL (arXiv 2510.20219): contribution-oriented personalised federated learning."""
