@@ -56,6 +56,8 @@ def test_callbacks_and_loggers_instantiate(make_cfg, tmp_path):
     assert {"ModelCheckpoint", "EarlyStopping", "RichProgressBar", "RNGStateCallback"} <= names
     assert set(cfg.logger) == {"csv", "tensorboard", "wandb"}
     assert cfg.logger.wandb.offline is True
+    loggers = [instantiate(cfg.logger[name]) for name in ("csv", "tensorboard")]
+    assert [type(lg).__name__ for lg in loggers] == ["CSVLogger", "TensorBoardLogger"]
 
 
 def test_default_run_dir_has_microseconds():
