@@ -1,0 +1,286 @@
+"""Robust aggregation rules: pure functions on an ``(n, d)`` stack of client messages.
+
+Every rule has the signature ``rule(stack, f=0, weights=None, **options) -> (d,)`` where ``f`` is the
+number of Byzantine messages the rule must tolerate. Pre-aggregations (:func:`nearest_neighbor_mixing`,
+:func:`bucketing`) map ``(n, d) -> (n', d)`` and run before a rule.
+
+Distance-based rules (Krum, Multi-Krum, Bulyan, NNM, geometric median) work on the ``n × n`` Gram
+matrix ``X Xᵀ`` of the centred stack, computed once: at ``n = 100``, ``d = 10⁶`` one Gram matrix
+costs about as much as two passes over the stack, and every later step is ``O(n²)``. The geometric
+median runs Weiszfeld's iterations entirely in coefficient space (``z = Xᵀc``), materialising ``z``
+only at the end.
+
+:data:`AGGREGATORS` maps config names to :class:`AggregationRule` (function + Byzantine bound);
+:data:`PRE_AGGREGATORS` maps names to pre-aggregation functions.
+
+References: Krum / Multi-Krum (Blanchard et al., NeurIPS 2017), coordinate median and trimmed mean
+(Yin et al., ICML 2018), geometric median (Weiszfeld; smoothed as in Pillutla et al., RFA 2022),
+centered clipping (Karimireddy et al., ICML 2021), Bulyan (El Mhamdi et al., ICML 2018), NNM
+(Allouah et al., AISTATS 2023), bucketing (Karimireddy et al., ICLR 2022).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from runner.errors import UserError
+
+__all__ = [
+    "AGGREGATORS",
+    "PRE_AGGREGATORS",
+    "AggregationRule",
+    "bucketing",
+    "bulyan",
+    "centered_clipping",
+    "check_byzantine_bound",
+    "coordinate_median",
+    "geometric_median",
+    "krum",
+    "krum_scores",
+    "mean",
+    "multi_krum",
+    "nearest_neighbor_mixing",
+    "pairwise_sq_distances",
+    "trimmed_mean",
+    "weighted_mean",
+]
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
+    """``(n, n)`` squared Euclidean distances via the Gram matrix of the mean-centred stack."""
+    centred = stack - stack.mean(dim=0, keepdim=True)
+    gram = centred @ centred.T
+    sq = gram.diagonal()
+    return (sq[:, None] + sq[None, :] - 2 * gram).clamp_min_(0.0).fill_diagonal_(0.0)
+
+
+def krum_scores(sq_dist: torch.Tensor, f: int) -> torch.Tensor:
+    """Krum score of every vector: sum of squared distances to its ``n − f − 2`` nearest others."""
+    n = sq_dist.shape[0]
+    k = max(n - f - 2, 1)
+    # the smallest entry of each row is the vector itself (distance 0): skip it
+    nearest = sq_dist.topk(k + 1, dim=1, largest=False).values[:, 1:]
+    return nearest.sum(dim=1)
+
+
+def _sorted_middle(stack: torch.Tensor) -> torch.Tensor:
+    n = stack.shape[0]
+    if n % 2:
+        return stack.median(dim=0).values
+    # torch.quantile averages the two middle values; measured 2x faster than sort/kthvalue on CPU
+    return torch.quantile(stack, 0.5, dim=0)
+
+
+# ---- rules -----------------------------------------------------------------------------------------
+def mean(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain average (FedAvg with equal weights). Not robust: one Byzantine message moves it anywhere."""
+    return stack.mean(dim=0)
+
+
+def weighted_mean(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ wᵢ xᵢ / Σ wᵢ`` (FedAvg's data-size weighting, McMahan et al. 2017); equal weights if None."""
+    if weights is None:
+        return stack.mean(dim=0)
+    w = weights.to(stack.dtype)
+    return (w @ stack) / w.sum()
+
+
+def coordinate_median(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Coordinate-wise median (Yin et al. 2018); the mean of the two middle values when ``n`` is even."""
+    return _sorted_middle(stack)
+
+
+def trimmed_mean(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Coordinate-wise mean after removing the ``f`` largest and ``f`` smallest values (Yin et al. 2018).
+
+    On CPU computed as ``(Σ − top_f − bottom_f) / (n − 2f)`` with two partial selections instead of
+    a full sort (faster on 2 cores); on CUDA by a sort.
+    """
+    n = stack.shape[0]
+    if f == 0:
+        return stack.mean(dim=0)
+    if stack.is_cuda:  # a full sort is faster than two selections on a GPU (measured, H100)
+        return stack.sort(dim=0).values[f : n - f].mean(dim=0)
+    total = stack.sum(dim=0)
+    top = stack.topk(f, dim=0, largest=True, sorted=False).values.sum(dim=0)
+    bottom = stack.topk(f, dim=0, largest=False, sorted=False).values.sum(dim=0)
+    return (total - top - bottom) / (n - 2 * f)
+
+
+def krum(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The message with the smallest Krum score (Blanchard et al. 2017, ``n − f − 2`` neighbours)."""
+    scores = krum_scores(pairwise_sq_distances(stack), f)
+    return stack[scores.argmin()]
+
+
+def multi_krum(
+    stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None, m: int | None = None
+) -> torch.Tensor:
+    """Average of the ``m`` messages with the smallest Krum scores (default ``m = n − f``)."""
+    n = stack.shape[0]
+    m = n - f if m is None else int(m)
+    scores = krum_scores(pairwise_sq_distances(stack), f)
+    chosen = scores.topk(m, largest=False).indices
+    return stack[chosen].mean(dim=0)
+
+
+def geometric_median(
+    stack: torch.Tensor,
+    f: int = 0,
+    weights: torch.Tensor | None = None,
+    max_iter: int = 80,
+    tol: float = 1e-5,
+    nu: float = 1e-6,
+) -> torch.Tensor:
+    """Smoothed Weiszfeld iterations for ``argmin_z Σ αᵢ max(ν, ‖z − xᵢ‖)`` (the card: 80 iterations,
+    tolerance 1e-5), started from the (weighted) mean.
+
+    The iterate is kept as coefficients ``c`` (``z = Xᵀc``, ``Σc = 1``) so each iteration is ``O(n²)``
+    on the Gram matrix: ``‖xᵢ − z‖² = Gᵢᵢ − 2(Gc)ᵢ + cᵀGc``. Stops when the relative change of the
+    objective is below ``tol``.
+    """
+    n = stack.shape[0]
+    alpha = torch.ones(n, dtype=torch.float64, device=stack.device)
+    if weights is not None:
+        alpha = weights.to(torch.float64)
+    alpha = alpha / alpha.sum()
+    shift = stack.mean(dim=0, keepdim=True)
+    centred = stack - shift
+    gram = (centred @ centred.T).to(torch.float64)
+    diag = gram.diagonal()
+    coeff = alpha.clone()
+    previous = math.inf
+    for _ in range(max_iter):
+        gc = gram @ coeff
+        dist = (diag - 2 * gc + coeff @ gc).clamp_min(0.0).sqrt()
+        objective = float(alpha @ dist.clamp_min(nu))
+        beta = alpha / dist.clamp_min(nu)
+        coeff = beta / beta.sum()
+        if abs(previous - objective) <= tol * max(objective, 1e-12):
+            break
+        previous = objective
+    return coeff.to(stack.dtype) @ centred + shift.squeeze(0)
+
+
+def centered_clipping(
+    stack: torch.Tensor,
+    f: int = 0,
+    weights: torch.Tensor | None = None,
+    tau: float = 10.0,
+    iters: int = 1,
+    center: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Centered clipping (Karimireddy et al. 2021): ``v ← v + mean_i clip_τ(xᵢ − v)``, ``iters`` times,
+    from ``center`` (the previous aggregate in the paper; zero when None)."""
+    v = torch.zeros_like(stack[0]) if center is None else center.to(stack.dtype)
+    sq_norms = (stack * stack).sum(dim=1)
+    for _ in range(iters):
+        dist = (sq_norms - 2 * (stack @ v) + v @ v).clamp_min(0.0).sqrt()
+        scale = (tau / dist.clamp_min(1e-12)).clamp(max=1.0)
+        # v + mean_i s_i (x_i - v) = (1 - mean s) v + (s @ X) / n
+        v = (1 - scale.mean()) * v + (scale @ stack) / stack.shape[0]
+    return v
+
+
+def bulyan(stack: torch.Tensor, f: int = 0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Bulyan (El Mhamdi et al. 2018) over Krum: select ``θ = n − 2f`` messages by repeatedly taking
+    the Krum winner among the remaining ones, then per coordinate average the ``β = θ − 2f`` selected
+    values closest to the coordinate median."""
+    n = stack.shape[0]
+    theta = n - 2 * f
+    beta = theta - 2 * f
+    sq_dist = pairwise_sq_distances(stack)
+    remaining = list(range(n))
+    selected = []
+    for _ in range(theta):
+        sub = sq_dist[remaining][:, remaining]
+        winner = remaining[int(krum_scores(sub, f).argmin())]
+        selected.append(winner)
+        remaining.remove(winner)
+    chosen = stack[torch.tensor(selected, device=stack.device)]
+    median = _sorted_middle(chosen)
+    closest = (chosen - median).abs().topk(beta, dim=0, largest=False).indices
+    return chosen.gather(0, closest).mean(dim=0)
+
+
+# ---- pre-aggregation -------------------------------------------------------------------------------
+def nearest_neighbor_mixing(stack: torch.Tensor, f: int = 0, **_: object) -> torch.Tensor:
+    """NNM (Allouah et al. 2023): replace each message by the mean of its ``n − f`` nearest messages
+    (itself included), as one mixing-matrix product ``W X`` (no ``(n, n − f, d)`` gather)."""
+    n = stack.shape[0]
+    k = n - f
+    neighbours = pairwise_sq_distances(stack).topk(k, dim=1, largest=False).indices
+    mixing = torch.zeros(n, n, dtype=stack.dtype, device=stack.device)
+    mixing.scatter_(1, neighbours, 1.0 / k)
+    return mixing @ stack
+
+
+def bucketing(
+    stack: torch.Tensor,
+    f: int = 0,
+    bucket_size: int = 2,
+    generator: torch.Generator | None = None,
+    permutation: torch.Tensor | None = None,
+    **_: object,
+) -> torch.Tensor:
+    """Bucketing (Karimireddy et al. 2022): shuffle, average buckets of ``bucket_size`` messages
+    (a last incomplete bucket is averaged too) → ``ceil(n / s)`` messages."""
+    n = stack.shape[0]
+    if permutation is None:
+        permutation = torch.randperm(n, generator=generator).to(stack.device)
+    shuffled = stack[permutation]
+    full = n // bucket_size
+    out = shuffled[: full * bucket_size].reshape(full, bucket_size, -1).mean(dim=1)
+    if full * bucket_size < n:
+        out = torch.cat([out, shuffled[full * bucket_size :].mean(dim=0, keepdim=True)])
+    return out
+
+
+# ---- registry --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AggregationRule:
+    """An aggregation function with the largest Byzantine count it tolerates for ``n`` messages."""
+
+    fn: Callable[..., torch.Tensor]
+    max_byzantine: Callable[[int], int] | None
+    bound: str
+    takes_center: bool = False
+
+
+def _half(n: int) -> int:  # 2f < n
+    return (n - 1) // 2
+
+
+AGGREGATORS: dict[str, AggregationRule] = {
+    "mean": AggregationRule(mean, None, "none (not robust)"),
+    "weighted_mean": AggregationRule(weighted_mean, None, "none (not robust)"),
+    "median": AggregationRule(coordinate_median, _half, "2f < n"),
+    "trimmed_mean": AggregationRule(trimmed_mean, _half, "2f < n"),
+    "krum": AggregationRule(krum, lambda n: (n - 3) // 2, "n > 2f + 2"),
+    "multi_krum": AggregationRule(multi_krum, lambda n: (n - 3) // 2, "n > 2f + 2"),
+    "geometric_median": AggregationRule(geometric_median, _half, "2f < n"),
+    "centered_clipping": AggregationRule(centered_clipping, _half, "2f < n", takes_center=True),
+    "bulyan": AggregationRule(bulyan, lambda n: (n - 3) // 4, "n >= 4f + 3"),
+}
+
+PRE_AGGREGATORS: dict[str, Callable[..., torch.Tensor]] = {
+    "nnm": nearest_neighbor_mixing,
+    "bucketing": bucketing,
+}
+
+
+def check_byzantine_bound(name: str, n: int, f: int, context: str = "") -> None:
+    """UserError naming the rule's bound when ``f`` Byzantine of ``n`` messages exceed it."""
+    rule = AGGREGATORS[name]
+    if rule.max_byzantine is None or f <= rule.max_byzantine(n):
+        return
+    raise UserError(
+        f"fl_strategy.aggregator={name} tolerates f Byzantine of n messages only when {rule.bound}; "
+        f"got f={f}, n={n}{context} (at most f={max(rule.max_byzantine(n), 0)}); lower "
+        "fl_strategy.byzantine_fraction, add clients, or pick another aggregator"
+    )

@@ -1,0 +1,123 @@
+"""Byrd-NAFL as a federated strategy, with its baselines as settings of the same class.
+
+Card (``papers/byrd_nafl.md``), reconstruction documented there: look-ahead ``y_k = x_k + β(x_k −
+x_{k−1})``; honest worker ``i`` returns ``gᵢ = ∇fᵢ(y_k; ξ)`` (after ``E`` local steps: the model delta
+divided by the local learning rate); the server aggregates ``G_k = AGG(g_1..g_n)`` with a robust
+rule and sets ``x_{k+1} = y_k − η G_k``.
+
+``acceleration`` × ``momentum_at`` (the card's momentum-placement switch):
+
+* ``nesterov`` at the ``server`` (default, Byrd-NAFL): :class:`LookaheadNesterov` steps the model.
+* ``heavy_ball`` at the ``server``: Polyak momentum on the robust aggregate (``torch.optim.SGD``
+  with ``momentum=β``) — the heavy-ball robust-momentum baseline.
+* ``none``: robust SGD without momentum (``x_{k+1} = x_k − η G_k``).
+* ``momentum_at: clients`` (reconstruction): each honest client keeps its own momentum
+  ``mᵢ ← β mᵢ + gᵢ`` in the client state and sends ``mᵢ`` (heavy-ball) or ``gᵢ + β mᵢ``
+  (Nesterov); the server then steps plainly. Robust aggregation of worker momenta is the
+  distributed-momentum scheme of Karimireddy et al. (2021) / Farhadkhani et al. (2022).
+
+Plain FedAvg is ``aggregator=weighted_mean``, ``acceleration=none``, no Byzantine clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from runner.errors import invalid_value
+from runner.federated.strategy import RobustStrategy, RoundPlan
+
+from .optim import LookaheadNesterov
+
+__all__ = ["ACCELERATIONS", "MOMENTUM_PLACEMENTS", "ByrdNAFL"]
+
+
+def _plain(params, lr, beta):
+    return torch.optim.SGD(params, lr=lr)
+
+
+def _heavy_ball(params, lr, beta):
+    return torch.optim.SGD(params, lr=lr, momentum=beta)
+
+
+def _nesterov(params, lr, beta):
+    return LookaheadNesterov(params, lr=lr, beta=beta)
+
+
+# server optimizer per acceleration (momentum at the server)
+ACCELERATIONS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "none": _plain,
+    "heavy_ball": _heavy_ball,
+    "nesterov": _nesterov,
+}
+
+
+def _client_none(grads, momentum, beta):
+    return grads, momentum
+
+
+def _client_heavy_ball(grads, momentum, beta):
+    momentum = beta * momentum + grads
+    return momentum, momentum
+
+
+def _client_nesterov(grads, momentum, beta):
+    momentum = beta * momentum + grads
+    return grads + beta * momentum, momentum
+
+
+# (message, new momentum) per acceleration, for momentum kept on the clients
+CLIENT_MOMENTUM = {"none": _client_none, "heavy_ball": _client_heavy_ball, "nesterov": _client_nesterov}
+MOMENTUM_PLACEMENTS = ("server", "clients")
+
+
+class ByrdNAFL(RobustStrategy):
+    """Robust FL with optional Nesterov / heavy-ball momentum (see the module docstring).
+
+    Args:
+        acceleration: ``none`` | ``heavy_ball`` | ``nesterov``.
+        momentum_at: ``server`` | ``clients``.
+        beta: momentum coefficient β.
+        **robust: :class:`~runner.federated.strategy.RobustStrategy` arguments (aggregator, attack,
+            byzantine_fraction, local_steps, local_lr, batch_size, server_lr, ...).
+    """
+
+    def __init__(
+        self, acceleration: str = "nesterov", momentum_at: str = "server", beta: float = 0.9, **robust: Any
+    ) -> None:
+        super().__init__(**robust)
+        if acceleration not in ACCELERATIONS:
+            raise invalid_value(
+                "fl_strategy.acceleration", acceleration, "one of " + ", ".join(ACCELERATIONS)
+            )
+        if momentum_at not in MOMENTUM_PLACEMENTS:
+            raise invalid_value(
+                "fl_strategy.momentum_at", momentum_at, "one of " + ", ".join(MOMENTUM_PLACEMENTS)
+            )
+        self.acceleration = acceleration
+        self.momentum_at = momentum_at
+        self.beta = float(beta)
+
+    def setup(self, num_clients, initial, personal_mask, seed) -> None:
+        super().setup(num_clients, initial, personal_mask, seed)
+        if self.momentum_at == "clients" and self.acceleration != "none":
+            self.state.add("momentum", (initial.numel(),), 0.0, dtype=initial.dtype)
+
+    def client_messages(
+        self, plan: RoundPlan, rows: torch.Tensor, pseudo_grads: torch.Tensor
+    ) -> torch.Tensor:
+        grads = super().client_messages(plan, rows, pseudo_grads)
+        if "momentum" not in self.state:
+            return grads
+        clients = plan.clients[rows]
+        message, momentum = CLIENT_MOMENTUM[self.acceleration](
+            grads, self.state.get("momentum", clients), self.beta
+        )
+        self.state.set("momentum", clients, momentum)
+        return message
+
+    def configure_server_optimizer(self, params) -> torch.optim.Optimizer:
+        at_server = self.acceleration if self.momentum_at == "server" else "none"
+        return ACCELERATIONS[at_server](params, self.server_lr, self.beta)

@@ -1,0 +1,461 @@
+"""Dual-teacher knowledge distillation for video action recognition (card: dual_teacher.md;
+arXiv 2511.09469): a heterogeneous (transformer) teacher and a homogeneous (CNN) teacher guide a
+lightweight CNN student.
+
+The objective is a weighted sum of named loss terms from config (``distill.terms``, see
+:mod:`.terms`); the paper's full loss (card, "Reconstruction") is
+
+    L = CE + α·T²·KL(σ(z_target/T) ‖ σ(z_s/T)) + β·MSE(SDB(f_s), f_res) + γ·RKD
+
+with ``z_target`` from DATW (:mod:`.datw`) and ``f_res`` from SDD (:mod:`.sdd`). The baselines
+(single-teacher KD, averaged KD, DKD, DIST, OFA, RKD alone, student alone) are other term sets of
+this same module (``conf/method/*.yaml``).
+
+Teachers: frozen, in eval mode across epochs (``train()`` is overridden), without gradients, not in
+the optimizer and not in the student's checkpoints (``state_dict`` drops them; the checkpoint
+records each teacher's weight file path and sha256 under ``"teachers"``). A teacher whose
+``checkpoint`` is null is trained first with the supervised video module and cached
+(:mod:`.teacher_training`). Each teacher reads the batch key of its ``view`` (``video`` or
+``video_<view>``: a temporally subsampled / differently cropped view of the same decoded clip,
+``dataset.views``). ``distill.cache=true`` replaces the online teachers by a memory-mapped store of
+their outputs on K fixed augmented views per clip (:mod:`.cache`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from runner.errors import UserError, invalid_value
+from runner.methods.video_supervised.module import accuracy_metrics
+from runner.models.checkpoint import load_local_weights
+
+from .cache import (
+    FixedViewDataset,
+    FixedViewSampler,
+    TeacherOutputCache,
+    collate_with_view_index,
+    sha256_file,
+    stable_hash,
+    transform_hash,
+)
+from .teacher_training import describe_callable, ensure_trained
+from .terms import BindInfo, DistillContext, LossTerm
+
+log = logging.getLogger(__name__)
+
+DISTILL_DEFAULTS: dict[str, Any] = {
+    "terms": {},
+    "cache": False,
+    "cache_views": 4,
+    "cache_dir": "teacher_cache",
+    "cache_seed": 0,
+    "teacher_training": {"enabled": True, "max_epochs": 50, "cache_dir": "teachers"},
+    "student_alone_reference": False,
+    "probe_clip": [8, 64],
+}
+
+
+class DualTeacherDistillation(L.LightningModule):
+    """Distil frozen teachers into ``student`` with the configured loss terms.
+
+    Args:
+        num_classes: classes of the data (given by train.py).
+        net / student: the built student network (``forward_features`` / ``classify``): the
+            ``model`` config group (train.py passes it as ``net``; experiments use this: ``model``
+            is the network that is trained and tested) or, alternatively, the ``student`` group.
+        teachers: name -> ``{net: partial constructor (called with num_classes), checkpoint: path or
+            null (then trained first), view: null or a dataset.views name}``.
+        optimizer, scheduler: partial constructors (student + training-only term parameters).
+        distill: ``terms`` (name -> :class:`.terms.LossTerm`, null to drop one), ``cache`` (bool),
+            ``cache_views`` (K), ``cache_dir``, ``cache_seed``, ``teacher_training``
+            (``enabled``, ``max_epochs``, ``optimizer``, ``scheduler``, ``gradient_clip_val``,
+            ``limit_train_batches``, ``cache_dir``, ``seed``), ``student_alone_reference`` (also
+            train the student alone with this recipe, cached, and report its test accuracy),
+            ``probe_clip`` (frames, size of the dummy clip that sizes the hooked feature maps).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        net: nn.Module | None = None,
+        student: nn.Module | None = None,
+        teachers: Mapping[str, Mapping[str, Any]] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        distill: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if (net is None) == (student is None):
+            raise invalid_value(
+                "model / student",
+                "both" if net is not None else "neither",
+                "exactly one network: the student",
+            )
+        student = student if student is not None else net
+        settings = {**DISTILL_DEFAULTS, **dict(distill or {})}
+        settings["teacher_training"] = {
+            **DISTILL_DEFAULTS["teacher_training"],
+            **dict(settings["teacher_training"] or {}),
+        }
+        self.settings = settings
+        self.num_classes = int(num_classes)
+        self.student = student
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+        terms = {str(k): v for k, v in dict(settings["terms"] or {}).items() if v is not None}
+        for name, term in terms.items():
+            if not isinstance(term, LossTerm):
+                raise invalid_value(
+                    f"method.distill.terms.{name}", type(term).__name__, "a LossTerm (_target_)"
+                )
+        if not terms:
+            raise invalid_value("method.distill.terms", "{}", "at least one loss term (e.g. ce)")
+        used = sorted({t for term in terms.values() for t in term.teachers})
+        specs = {str(k): dict(v) for k, v in dict(teachers or {}).items() if v is not None}
+        missing = [t for t in used if t not in specs]
+        if missing:
+            raise invalid_value("method.teachers", sorted(specs), f"teachers named by the terms: {missing}")
+        self.teacher_specs = {name: specs[name] for name in used}
+        self.teachers = nn.ModuleDict(
+            {name: spec["net"](num_classes=self.num_classes) for name, spec in self.teacher_specs.items()}
+        )
+        for teacher in self.teachers.values():
+            teacher.requires_grad_(False)
+            teacher.eval()
+        self.teacher_sources: dict[str, dict[str, Any]] = {}
+        self._teachers_ready = False
+
+        # forward hooks on the student sub-modules that terms read (SDB, OFA projectors)
+        self._feature_maps: dict[str, torch.Tensor] = {}
+        hooked = sorted({m for term in terms.values() for m in term.feature_modules})
+        modules = dict(self.student.named_modules())
+        for name in hooked:
+            if name not in modules:
+                raise invalid_value(
+                    "distill.terms.*.feature_module", name, f"a sub-module of {type(student).__name__}"
+                )
+            modules[name].register_forward_hook(self._hook(name))
+        info = BindInfo(
+            num_classes=self.num_classes,
+            student_feature_dim=int(student.feature_dim),
+            teacher_feature_dims={n: int(t.feature_dim) for n, t in self.teachers.items()},
+            feature_map_channels=self._probe_channels(hooked),
+        )
+        for term in terms.values():
+            term.bind(info)
+        self.terms = nn.ModuleDict(terms)
+
+        self._reference_student_state = (
+            copy.deepcopy(student.state_dict()) if settings["student_alone_reference"] else None
+        )
+        self.reference_results: dict[str, float] = {}
+        self._cache: TeacherOutputCache | None = None
+
+        self.save_hyperparameters(
+            {
+                "num_classes": self.num_classes,
+                "distill": describe_callable(_plain(settings)),
+                "teachers": describe_callable(_plain(self.teacher_specs)),
+            }
+        )
+        self.train_metrics = accuracy_metrics(self.num_classes).clone(prefix="train/")
+        self.val_metrics = accuracy_metrics(self.num_classes).clone(prefix="val/")
+        self.test_metrics = accuracy_metrics(self.num_classes).clone(prefix="test/")
+        self.teacher_test_metrics = nn.ModuleDict(
+            {n: MulticlassAccuracy(num_classes=self.num_classes, average="micro") for n in self.teachers}
+        )
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+
+    # ------------------------------------------------------------------ networks
+    def _hook(self, name: str) -> Callable[..., None]:
+        def store(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self._feature_maps[name] = output
+
+        return store
+
+    def _probe_channels(self, names: list[str]) -> dict[str, int]:
+        """Channel width of each hooked student feature map (one dummy forward)."""
+        if not names:
+            return {}
+        frames, size = (int(v) for v in self.settings["probe_clip"])
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            self.student(torch.zeros(1, 3, frames, size, size))
+        self.student.train(was_training)
+        channels = {n: int(self._feature_maps[n].shape[1]) for n in names}
+        self._feature_maps.clear()
+        return channels
+
+    def train(self, mode: bool = True) -> DualTeacherDistillation:
+        """Teachers stay in eval mode whatever Lightning switches the module to."""
+        super().train(mode)
+        for teacher in self.teachers.values():
+            teacher.eval()
+        return self
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The student's checkpoint: everything but the teachers (they are referenced by hash)."""
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "") + "teachers."
+        for key in [k for k in sd if k.startswith(prefix)]:
+            del sd[key]
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Accept a checkpoint without teachers: the teachers keep their (frozen) weights."""
+        merged = dict(state_dict)
+        for key, value in self.teachers.state_dict(prefix="teachers.").items():
+            merged.setdefault(key, value)
+        return super().load_state_dict(merged, strict=strict, assign=assign)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["teachers"] = {k: dict(v) for k, v in self.teacher_sources.items()}
+        checkpoint["student_class"] = f"{type(self.student).__module__}.{type(self.student).__qualname__}"
+        checkpoint["training_only_prefixes"] = ["terms."]
+
+    def _input_key(self, name: str) -> str:
+        view = self.teacher_specs[name].get("view")
+        return "video" if not view else f"video_{view}"
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not self._teachers_ready:
+            self._prepare_teachers(datamodule)
+        if stage == "fit" and datamodule is not None:
+            if self._reference_student_state is not None:
+                self._train_reference_student(datamodule)
+            if self.settings["cache"]:
+                self._use_cached_views(datamodule)
+
+    def _recipe(self, **overrides: Any) -> dict[str, Any]:
+        recipe = {
+            k: v for k, v in self.settings["teacher_training"].items() if k not in ("enabled", "cache_dir")
+        }
+        recipe.update(overrides)
+        return recipe
+
+    def _prepare_teachers(self, datamodule: Any) -> None:
+        training = self.settings["teacher_training"]
+        for name, spec in self.teacher_specs.items():
+            path = spec.get("checkpoint")
+            meta: dict[str, Any] = {}
+            if not path:
+                if not training.get("enabled", True) or datamodule is None:
+                    raise UserError(
+                        f"teacher {name} has no checkpoint: set method.teachers.{name}.checkpoint=<file> "
+                        "or method.distill.teacher_training.enabled=true"
+                    )
+                path, meta = ensure_trained(
+                    f"teacher {name}",
+                    lambda spec=spec: spec["net"](num_classes=self.num_classes),
+                    spec["net"],
+                    datamodule,
+                    self.num_classes,
+                    self._input_key(name),
+                    self._recipe(),
+                    training["cache_dir"],
+                )
+            load_local_weights(self.teachers[name], path, strict_head=True)
+            self.teachers[name].requires_grad_(False).eval()
+            self.teacher_sources[name] = {
+                "path": str(path),
+                "sha256": sha256_file(path),
+                "view": spec.get("view"),
+                "test_acc_at_training": meta.get("test_acc"),
+            }
+        self._teachers_ready = True
+
+    def _train_reference_student(self, datamodule: Any) -> None:
+        """Train the same student alone (CE, this run's optimizer/schedule/epochs), cached by hash."""
+        reference = copy.deepcopy(self.student)
+        reference.load_state_dict(self._reference_student_state)
+        init_hash = stable_hash([float(p.double().sum()) for p in self._reference_student_state.values()])
+        recipe = self._recipe(
+            optimizer=self.optimizer_factory,
+            scheduler=self.scheduler_factory,
+            max_epochs=int(self.trainer.max_epochs or 1),
+            gradient_clip_val=self.trainer.gradient_clip_val,
+            init=init_hash,
+        )
+        _, meta = ensure_trained(
+            "student alone",
+            lambda: reference,
+            {"arch": repr(self.student)},
+            datamodule,
+            self.num_classes,
+            "video",
+            recipe,
+            self.settings["teacher_training"]["cache_dir"],
+        )
+        self.reference_results["student_alone_acc"] = float(meta.get("test_acc", float("nan")))
+
+    # ------------------------------------------------------------------ cache
+    def _use_cached_views(self, datamodule: Any) -> None:
+        """Point the training loader at K fixed views per clip whose teacher outputs are cached.
+
+        Without teachers (the student-alone reference) only the loader changes, so that a
+        comparison with cached-teacher runs trains on identical views."""
+        dataset = datamodule.dataset("train")
+        k = int(self.settings["cache_views"])
+        seed = int(self.settings["cache_seed"])
+        self._cache = (
+            None
+            if not self.teachers
+            else TeacherOutputCache(
+                self.settings["cache_dir"],
+                [r.clip_id for r in dataset.records],
+                k,
+                {n: (self.num_classes, int(t.feature_dim)) for n, t in self.teachers.items()},
+                {n: src["sha256"] for n, src in self.teacher_sources.items()},
+                transform_hash(dataset, k, seed),
+            )
+        )
+        fixed = FixedViewDataset(dataset, seed)
+
+        def loader(sampler: Any, shuffle_seed: int | None = None) -> DataLoader:
+            return DataLoader(
+                fixed,
+                batch_size=datamodule.batch_size,
+                sampler=sampler,
+                num_workers=datamodule.num_workers,
+                pin_memory=datamodule.pin_memory,
+                persistent_workers=datamodule.persistent_workers,
+                collate_fn=collate_with_view_index,
+            )
+
+        self._cache_fill_loader = lambda: loader([(i, v) for i in range(len(dataset)) for v in range(k)])
+        train_loader = loader(FixedViewSampler(len(dataset), k, datamodule.seed))
+        datamodule.train_dataloader = lambda: train_loader  # this run's training data: the cached views
+
+    def on_fit_start(self) -> None:
+        if self._cache is not None and not self._cache.is_valid():
+            log.info("filling the teacher-output cache %s", self._cache.dir)
+            self._cache.write(self._fill_cache)
+
+    @torch.no_grad()
+    def _fill_cache(self, writer: Callable[..., None]) -> None:
+        for batch in self._cache_fill_loader():
+            if batch["video"].shape[0] == 0:
+                continue
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            writer(batch["clip_id"], batch["view_index"].tolist(), self._run_teachers(batch))
+
+    # ------------------------------------------------------------------ steps
+    @torch.no_grad()
+    def _run_teachers(self, batch: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        out = {}
+        for name, teacher in self.teachers.items():
+            features = teacher.forward_features(batch[self._input_key(name)])
+            out[name] = (teacher.classify(features), features)
+        return out
+
+    def _teacher_outputs(self, batch: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self._cache is not None and "view_index" in batch:
+            cached = self._cache.read(batch["clip_id"], batch["view_index"])
+            return {n: (z.to(self.device), f.to(self.device)) for n, (z, f) in cached.items()}
+        return self._run_teachers(batch) if self.teachers else {}
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.student(video)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        if batch["video"].shape[0] == 0:
+            return None
+        self._feature_maps.clear()
+        features = self.student.forward_features(batch["video"])
+        logits = self.student.classify(features)
+        outputs = self._teacher_outputs(batch)
+        ctx = DistillContext(
+            student_logits=logits,
+            student_features=features,
+            labels=batch["label"],
+            teacher_logits={n: z for n, (z, _) in outputs.items()},
+            teacher_features={n: f for n, (_, f) in outputs.items()},
+            feature_maps=dict(self._feature_maps),
+        )
+        values = {name: term(ctx) for name, term in self.terms.items()}
+        total = sum(self.terms[name].weight * value for name, value in values.items())
+        self._feature_maps.clear()
+        n = logits.shape[0]
+        self.train_metrics.update(logits.detach(), batch["label"])
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, value in values.items():
+            self.log(f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n)
+        for name, value in ctx.stats.items():  # DATW weights: per-epoch mean of per-batch means
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        return {"loss": total, "loss_terms": {k: v.detach() for k, v in values.items()}}
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+
+    def _eval_step(
+        self, batch: dict[str, Any], metrics: MetricCollection, loss_metric: MeanMetric
+    ) -> torch.Tensor | None:
+        if batch["video"].shape[0] == 0:
+            return None
+        logits = self.student(batch["video"])
+        self._feature_maps.clear()
+        loss_metric.update(nn.functional.cross_entropy(logits, batch["label"]), weight=logits.shape[0])
+        metrics.update(logits, batch["label"])
+        return logits
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, self.val_loss)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.log("val/loss", self.val_loss.compute())
+        self.val_metrics.reset()
+        self.val_loss.reset()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if self._eval_step(batch, self.test_metrics, self.test_loss) is None:
+            return
+        for name, (logits, _) in self._run_teachers(batch).items():
+            self.teacher_test_metrics[name].update(logits, batch["label"])
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.log("test/loss", self.test_loss.compute())
+        for name, metric in self.teacher_test_metrics.items():
+            self.log(f"test/teacher_{name}_acc", metric.compute())
+            metric.reset()
+        for key, value in self.reference_results.items():
+            self.log(f"test/{key}", value)
+        self.test_metrics.reset()
+        self.test_loss.reset()
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        params += [p for p in self.terms.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _plain(obj: Any) -> Any:
+    """Config values for the hyper-parameter record (modules by class name)."""
+    if isinstance(obj, nn.Module):
+        return type(obj).__qualname__
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,195 @@
+"""Train a teacher (or the student-alone reference) with the supervised video module when its
+checkpoint is absent (issue 3, item 6: "the distillation experiment trains them first").
+
+The network is trained by :class:`runner.methods.video_supervised.VideoClassifier` — the same
+module as the ``video_supervised_*`` experiments — on the run's own data (a shallow copy of its
+datamodule), reading the batch key of the teacher's view. The weights go to
+``<cache_dir>/<hash>.pt`` where the hash covers the network spec, the recipe, the data identity
+(root, the twin's recipe hash, clip list) and the view geometry, so a changed twin or recipe
+trains a new teacher and an unchanged one is reused by every later run (and every seed).
+The file is written atomically; the global RNG state is restored afterwards so a run's student
+sees the same random stream whether or not a teacher had to be trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from runner.methods.video_supervised import VideoClassifier
+
+from .cache import stable_hash, transform_description
+
+log = logging.getLogger(__name__)
+
+
+def describe_callable(obj: Any) -> Any:
+    """A JSON-able description of a (partial) constructor, for hashing."""
+    if isinstance(obj, functools.partial):
+        return {
+            "target": f"{obj.func.__module__}.{obj.func.__qualname__}",
+            "args": [describe_callable(a) for a in obj.args],
+            "kwargs": {k: describe_callable(v) for k, v in sorted(obj.keywords.items())},
+        }
+    if isinstance(obj, Mapping):
+        return {str(k): describe_callable(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, list | tuple):
+        return [describe_callable(v) for v in obj]
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return obj
+
+
+def data_identity(datamodule: Any) -> dict[str, Any]:
+    """What identifies the training data: root, twin recipe hash, clip lists, train transform."""
+    root = str(getattr(datamodule, "root_used", ""))
+    recipe = None
+    try:
+        recipe = json.loads((Path(root) / "recipe.json").read_text()).get("hash")
+    except (OSError, ValueError):
+        pass
+    train = datamodule.dataset("train")
+    test = datamodule.dataset("test")
+    return {
+        "root": root,
+        "twin_recipe": recipe,
+        "train_clips": stable_hash([r.clip_id for r in train.records]),
+        "test_clips": stable_hash([r.clip_id for r in test.records]),
+        "transform": transform_description(train),
+        "num_classes": int(datamodule.num_classes),
+    }
+
+
+class _EpochLog(L.Callback):
+    """One log line per epoch (the nested trainer shows no progress bar)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.started = time.time()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        log.info(
+            "%s: epoch %d/%d done (%.0fs)",
+            self.name,
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            time.time() - self.started,
+        )
+
+
+class _ViewClassifier(VideoClassifier):
+    """:class:`VideoClassifier` reading ``batch[input_key]`` as its clip."""
+
+    def __init__(self, *args: Any, input_key: str = "video", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.input_key = input_key
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.input_key != "video" and isinstance(batch, dict) and self.input_key in batch:
+            batch = {**batch, "video": batch[self.input_key]}
+        return batch
+
+
+def train_supervised(
+    net: nn.Module,
+    datamodule: Any,
+    num_classes: int,
+    input_key: str,
+    optimizer: Callable[..., torch.optim.Optimizer],
+    scheduler: Callable[..., Any] | None,
+    max_epochs: int,
+    gradient_clip_val: float | None = None,
+    limit_train_batches: int | float | None = None,
+    seed: int = 0,
+    name: str = "network",
+) -> float:
+    """Train ``net`` in place with cross-entropy; return its test top-1 accuracy."""
+    dm = copy.copy(datamodule)  # own ``trainer`` attribute; shares the readers and datasets
+    module = _ViewClassifier(
+        net, num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, input_key=input_key
+    )
+    with torch.random.fork_rng(devices=[]):
+        L.seed_everything(seed, workers=True, verbose=False)
+        trainer = L.Trainer(
+            max_epochs=int(max_epochs),
+            accelerator="auto",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            limit_train_batches=limit_train_batches,
+            limit_test_batches=limit_train_batches,
+            gradient_clip_val=gradient_clip_val,
+            callbacks=[_EpochLog(name)],
+        )
+        trainer.fit(module, datamodule=dm)
+        results = trainer.test(module, datamodule=dm, verbose=False)
+    net.eval()
+    return float(results[0].get("test/acc", float("nan"))) if results else float("nan")
+
+
+def ensure_trained(
+    name: str,
+    build: Callable[[], nn.Module],
+    spec: Any,
+    datamodule: Any,
+    num_classes: int,
+    input_key: str,
+    recipe: Mapping[str, Any],
+    cache_dir: str | os.PathLike,
+) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint of the network ``spec`` trained with ``recipe`` on this data, training it
+    (and saving ``{"state_dict", "meta"}``) if it is not cached yet. Returns ``(path, meta)``."""
+    key = stable_hash(
+        {
+            "net": describe_callable(spec),
+            "recipe": describe_callable(dict(recipe)),
+            "data": data_identity(datamodule),
+            "input_key": input_key,
+        }
+    )[:24]
+    path = Path(cache_dir) / f"{key}.pt"
+    if path.is_file():
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        log.info("%s: using cached checkpoint %s", name, path)
+        return path, dict(payload.get("meta", {}))
+    log.info("%s: no checkpoint yet, training it with the supervised recipe (%s)", name, path)
+    started = time.time()
+    net = build()
+    acc = train_supervised(
+        net,
+        datamodule,
+        num_classes,
+        input_key,
+        recipe["optimizer"],
+        recipe.get("scheduler"),
+        int(recipe["max_epochs"]),
+        recipe.get("gradient_clip_val"),
+        recipe.get("limit_train_batches"),
+        int(recipe.get("seed", 0)),
+        name,
+    )
+    meta = {"name": name, "test_acc": acc, "train_seconds": round(time.time() - started, 1), "key": key}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    torch.save({"state_dict": net.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+    log.info("%s: trained in %.0fs, test acc %.3f -> %s", name, meta["train_seconds"], acc, path)
+    return path, meta

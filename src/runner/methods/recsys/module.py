@@ -1,0 +1,192 @@
+"""Training and full-sort evaluation of a recommender on the device (NLGCL card, "Performance").
+
+* Training: each epoch draws a permutation of the training interactions on the device; a batch
+  ``{"start", "end"}`` from :class:`runner.data.recsys.RecsysDataModule` selects a slice of it, the
+  (user, positive) pairs are gathered on the device and one uniform negative per positive is drawn
+  on the device, rejecting the user's training items (RecBole's uniform sampler) with a fixed
+  number of vectorised redraws -- no per-sample Python loop, no host sync.
+* Loss: the recommender's named terms (BPR, reg, contrastive ones), summed; each term is logged.
+* Evaluation (val each epoch, test at the end): the final embeddings are computed once, then per
+  chunk of users ``scores = U[chunk] @ I.T`` → training items (+ validation items for test) set to
+  ``-inf`` → ``topk(max k)`` → hits against the held-out items → Recall / NDCG @ {10, 20, 50}
+  accumulated on the device (:class:`runner.metrics.RankingMetrics`), one host read at epoch end.
+* ``time/epoch_s``: wall seconds of each training epoch (one device sync per epoch).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+
+from runner.metrics.ranking import RankingMetrics
+
+__all__ = ["RecommenderModule"]
+
+
+class _Part:
+    """One split part on a device: users / items sorted by user, and CPU row pointers per user."""
+
+    def __init__(self, pairs: torch.Tensor, num_users: int, device: torch.device):
+        self.users = pairs[0].to(device)
+        self.items = pairs[1].to(device)
+        counts = torch.bincount(pairs[0], minlength=num_users)
+        self.rowptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]).tolist()
+        self.counts = counts.to(device)
+
+    def rows(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row within the chunk, item) of every interaction of users ``start..end-1``."""
+        lo, hi = self.rowptr[start], self.rowptr[end]
+        return self.users[lo:hi] - start, self.items[lo:hi]
+
+
+class RecommenderModule(L.LightningModule):
+    """Trains ``net`` (a :class:`runner.models.recsys.Recommender`) with BPR + its own terms.
+
+    Needs a datamodule exposing ``split`` (:class:`runner.data.recsys.RecsysSplit`).
+
+    Args:
+        net: the recommender.
+        num_users, num_items: sizes (from the datamodule).
+        optimizer: partial optimizer constructor (card: Adam, lr 5e-4).
+        topks: cut-offs of Recall / NDCG.
+        negative_redraws: redraws of negatives that hit a training item (each a vectorised pass).
+        mask_validation_in_test: also exclude validation items from the test ranking (RecBole).
+    """
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        num_users: int,
+        num_items: int,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        topks: Sequence[int] = (10, 20, 50),
+        negative_redraws: int = 5,
+        mask_validation_in_test: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "num_users": int(num_users),
+                "num_items": int(num_items),
+                "topks": [int(k) for k in topks],
+                "negative_redraws": int(negative_redraws),
+                "mask_validation_in_test": bool(mask_validation_in_test),
+            }
+        )
+        self.net = net
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.optimizer_factory = optimizer
+        self.topks = tuple(int(k) for k in topks)
+        self.negative_redraws = int(negative_redraws)
+        self.mask_validation_in_test = bool(mask_validation_in_test)
+        self.val_metrics = RankingMetrics(self.topks)
+        self.test_metrics = RankingMetrics(self.topks)
+        self._parts: dict[str, _Part] = {}
+        self._parts_device: torch.device | None = None
+        self._perm: torch.Tensor | None = None
+        self._eval_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._epoch_started = 0.0
+
+    # ---- data on the device -------------------------------------------------------------------
+    def _part(self, name: str) -> _Part:
+        if self._parts_device != self.device:
+            split = self.trainer.datamodule.split
+            self._parts = {n: _Part(p, self.num_users, self.device) for n, p in split.parts.items()}
+            train = self._parts["train"]
+            self._train_keys = torch.sort(train.users * self.num_items + train.items).values
+            self._parts_device = self.device
+        return self._parts[name]
+
+    def sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
+        """One uniform item per user, redrawn (vectorised) while it is one of the user's training items."""
+        keys = self._train_keys
+        neg = torch.randint(0, self.num_items, users.shape, device=users.device)
+        for _ in range(self.negative_redraws):
+            query = users * self.num_items + neg
+            where = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
+            seen = keys[where] == query
+            neg = torch.where(seen, torch.randint_like(neg, 0, self.num_items), neg)
+        return neg
+
+    # ---- training -------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params or self.optimizer_factory is None:
+            return None  # MostPop: nothing to learn
+        return self.optimizer_factory(params)
+
+    def on_train_epoch_start(self) -> None:
+        train = self._part("train")
+        self._perm = torch.randperm(train.users.numel(), device=self.device)
+        self.net.on_train_epoch_start(self.current_epoch)
+        self._epoch_started = time.perf_counter()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        train = self._part("train")
+        index = self._perm[int(batch["start"]) : int(batch["end"])]
+        users, pos_items = train.users[index], train.items[index]
+        neg_items = self.sample_negatives(users)
+        terms = self.net.loss_terms(users, pos_items, neg_items, epoch=self.current_epoch)
+        if not terms:
+            return None
+        loss = torch.stack(list(terms.values())).sum()
+        size = users.numel()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size)
+        return {"loss": loss, "loss_terms": {name: value.detach() for name, value in terms.items()}}
+
+    def on_train_epoch_end(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.log("time/epoch_s", time.perf_counter() - self._epoch_started, on_epoch=True)
+
+    # ---- full-sort evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def _start_eval(self) -> None:
+        users, items = self.net.final_embeddings()
+        self._eval_embeddings = (users.detach(), items.detach())
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
+
+    @torch.no_grad()
+    def _evaluate_chunk(self, batch: dict[str, Any], target: str, masked: Sequence[str], metrics) -> None:
+        start, end = int(batch["start"]), int(batch["end"])
+        user_emb, item_emb = self._eval_embeddings
+        scores = user_emb[start:end] @ item_emb.T
+        for name in masked:
+            rows, cols = self._part(name).rows(start, end)
+            scores[rows, cols] = float("-inf")
+        rows, cols = self._part(target).rows(start, end)
+        relevant = torch.zeros_like(scores, dtype=torch.bool)
+        relevant[rows, cols] = True
+        top = torch.topk(scores, min(max(self.topks), self.num_items), dim=1).indices
+        metrics.update(relevant.gather(1, top), self._part(target).counts[start:end])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate_chunk(batch, "val", ("train",), self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        masked = ("train", "val") if self.mask_validation_in_test else ("train",)
+        self._evaluate_chunk(batch, "test", masked, self.test_metrics)
+
+    def _finish_eval(self, prefix: str, metrics: RankingMetrics) -> None:
+        values = metrics.compute()
+        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=False)
+        metrics.reset()
+        self._eval_embeddings = None
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_eval("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test", self.test_metrics)

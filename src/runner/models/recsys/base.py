@@ -1,0 +1,162 @@
+"""Shared parts of the recommenders: the normalised bipartite graph, LightGCN propagation, and the
+interface :class:`runner.methods.recsys.RecommenderModule` trains and evaluates.
+
+Interface of a recommender (``nn.Module``):
+
+* ``final_embeddings() -> (users [U, d], items [I, d])``: scoring is ``users @ items.T``;
+* ``loss_terms(users, pos_items, neg_items, epoch) -> {name: weighted term}``; the total loss is their sum;
+* ``on_train_epoch_start(epoch)``: per-epoch work (new augmented views, clustering).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from runner.methods.recsys.losses import bpr_loss, emb_loss
+
+__all__ = ["Recommender", "GraphRecommender", "normalized_adjacency", "symmetric_spmm"]
+
+
+def normalized_adjacency(
+    train_graph: torch.Tensor, num_users: int, num_items: int, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``D^-1/2 A D^-1/2`` of the user-item bipartite graph, no self-loops (LightGCN, eq. 7), as a
+    coalesced sparse COO matrix over ``num_users + num_items`` nodes (users first). COO, not CSR:
+    on CPU ``torch.sparse.mm`` with COO measured ~1.6x faster than with CSR here (2 cores).
+
+    ``keep`` (bool per training edge) drops edges before normalising (SGL edge dropout).
+    """
+    users, items = train_graph[0], train_graph[1]
+    if keep is not None:
+        users, items = users[keep], items[keep]
+    n = num_users + num_items
+    rows = torch.cat([users, items + num_users])
+    cols = torch.cat([items + num_users, users])
+    degree = torch.bincount(rows, minlength=n).float()
+    inv_sqrt = degree.pow(-0.5)
+    inv_sqrt[degree == 0] = 0.0
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+
+
+class _SymmetricSparseMatmul(torch.autograd.Function):
+    """``y = A x`` for a symmetric sparse ``A``; the backward is ``A g`` (no transpose of ``A``, no
+    gradient for ``A``), which on CPU is several times faster than autograd's sparse backward."""
+
+    @staticmethod
+    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return torch.sparse.mm(adjacency, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, torch.sparse.mm(ctx.adjacency, grad)
+
+
+def symmetric_spmm(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adjacency @ x`` for a symmetric sparse ``adjacency`` (the normalised bipartite graph)."""
+    return _SymmetricSparseMatmul.apply(adjacency, x)
+
+
+class Recommender(nn.Module):
+    """Base class: sizes and the default (no-op) hooks."""
+
+    def __init__(self, num_users: int, num_items: int):
+        super().__init__()
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss_terms(
+        self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor, epoch: int = 0
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Per-epoch work (a new augmented graph, a clustering); nothing by default."""
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+
+class GraphRecommender(Recommender):
+    """LightGCN backbone (He et al., SIGIR 2020): ego embeddings (xavier-uniform, RecBole), ``L``
+    propagation layers ``E^{l+1} = Â E^l`` (one sparse matmul per layer), final embedding the mean of
+    layers ``0..L``; loss BPR + ``reg_weight`` * EmbLoss on the ego embeddings of the batch.
+
+    Args:
+        num_users, num_items: sizes.
+        train_graph: ``LongTensor[2, E]`` of training (user, item) pairs.
+        embedding_size: ``d`` (64).
+        n_layers: ``L``.
+        reg_weight: weight of the embedding regulariser (1e-4).
+        require_pow: RecBole EmbLoss variant (squared norms / 2) when True.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        train_graph: torch.Tensor,
+        embedding_size: int = 64,
+        n_layers: int = 2,
+        reg_weight: float = 1e-4,
+        require_pow: bool = False,
+    ):
+        super().__init__(num_users, num_items)
+        self.n_layers = int(n_layers)
+        self.reg_weight = float(reg_weight)
+        self.require_pow = bool(require_pow)
+        self.user_embedding = nn.Embedding(self.num_users, int(embedding_size))
+        self.item_embedding = nn.Embedding(self.num_items, int(embedding_size))
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        train_graph = torch.as_tensor(train_graph, dtype=torch.long)
+        self.register_buffer("train_graph", train_graph, persistent=False)
+        self.register_buffer(
+            "adjacency", normalized_adjacency(train_graph, self.num_users, self.num_items), persistent=False
+        )
+
+    def ego_embeddings(self) -> torch.Tensor:
+        return torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+
+    def propagate(self, adjacency: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Embeddings of layers ``0..L`` (each ``[U + I, d]``)."""
+        adjacency = self.adjacency if adjacency is None else adjacency
+        layers = [self.ego_embeddings()]
+        for _ in range(self.n_layers):
+            layers.append(symmetric_spmm(adjacency, layers[-1]))
+        return layers
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[: self.num_users], x[self.num_users :]
+
+    def readout(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        """Final embedding: mean of layers ``0..L`` (LightGCN eq. 8 with α_k = 1/(L+1))."""
+        return torch.stack(layers).mean(0)
+
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(self.readout(self.propagate()))
+
+    def bpr_and_reg(
+        self, final: torch.Tensor, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """BPR on the final embeddings + the weighted EmbLoss on the ego embeddings of the batch."""
+        user_all, item_all = self.split(final)
+        u, p, n = user_all[users], item_all[pos_items], item_all[neg_items]
+        terms = {"bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
+        if self.reg_weight:
+            terms["reg"] = self.reg_weight * emb_loss(
+                self.user_embedding(users),
+                self.item_embedding(pos_items),
+                self.item_embedding(neg_items),
+                require_pow=self.require_pow,
+            )
+        return terms
+
+    def loss_terms(self, users, pos_items, neg_items, epoch: int = 0) -> dict[str, torch.Tensor]:
+        return self.bpr_and_reg(self.readout(self.propagate()), users, pos_items, neg_items)
