@@ -24,18 +24,14 @@ The file is written atomically and cached: ``recipe.json`` holds a hash of every
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 
 import numpy as np
 import torch
 
-from runner.errors import UserError, invalid_value
+from runner.data.twin import CachedTwin
+from runner.errors import invalid_value
 
 log = logging.getLogger("runner.data")
 
@@ -45,7 +41,7 @@ RECIPE_VERSION = 1
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
 
-class RecsysTwin:
+class RecsysTwin(CachedTwin):
     """A seeded synthetic ``<name>.inter`` (see the module docstring for the generative story)."""
 
     def __init__(
@@ -114,16 +110,12 @@ class RecsysTwin:
         ).split()
         return {"recipe_version": RECIPE_VERSION, **{k: getattr(self, k) for k in keys}}
 
-    def recipe_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()
+    @property
+    def twin_name(self) -> str:
+        return f"{self.name} ({self.size})"
 
-    def _is_current(self, root: str) -> bool:
-        try:
-            with open(os.path.join(root, "recipe.json")) as fh:
-                current = json.load(fh).get("hash") == self.recipe_hash()
-            return current and os.path.isfile(os.path.join(root, self.file_name))
-        except (OSError, ValueError, AttributeError):
-            return False
+    def is_current(self, root: str) -> bool:
+        return super().is_current(root) and os.path.isfile(os.path.join(root, self.file_name))
 
     # ---- generation ------------------------------------------------------------------------
     def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -183,8 +175,8 @@ class RecsysTwin:
         order = rng.permutation(len(user))
         return user[order], item[order], rating[order], timestamp[order]
 
-    def generate(self, out: str) -> None:
-        """Write ``<name>.inter`` and ``recipe.json`` into the existing directory ``out``."""
+    def write(self, out: str) -> None:
+        """Write ``<name>.inter`` into the existing directory ``out`` (the base class adds recipe.json)."""
         user, item, rating, timestamp = self.sample()
         with open(os.path.join(out, self.file_name), "w", encoding="utf-8") as fh:
             fh.write(HEADER)
@@ -194,37 +186,3 @@ class RecsysTwin:
                     user.tolist(), item.tolist(), rating.tolist(), timestamp.tolist(), strict=True
                 )
             )
-        with open(os.path.join(out, "recipe.json"), "w") as fh:
-            json.dump({"hash": self.recipe_hash(), "recipe": self.recipe()}, fh, indent=2, sort_keys=True)
-
-    def ensure(self, root: str) -> str:
-        """Make sure ``root`` holds this twin (generating it when absent or stale); returns ``root``.
-
-        Generated in a temporary directory beside ``root`` and renamed into place, so a reader never
-        sees a half-written file; a non-empty ``root`` without ``recipe.json`` is never overwritten.
-        """
-        root = os.path.abspath(os.path.expanduser(str(root)))
-        if self._is_current(root):
-            return root
-        if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, "recipe.json")):
-            raise UserError(
-                f"refusing to write the synthetic twin into non-empty {root} (no recipe.json there)"
-            )
-        parent = os.path.dirname(root)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
-        try:
-            self.generate(tmp)
-            log.info("generated synthetic %s twin (%s) at %s", self.name, self.size, root)
-            try:
-                os.rename(tmp, root)
-            except OSError:
-                if not self._is_current(root):
-                    trash = f"{root}.old-{uuid.uuid4().hex[:8]}"
-                    os.rename(root, trash)
-                    os.rename(tmp, root)
-                    shutil.rmtree(trash, ignore_errors=True)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-        return root

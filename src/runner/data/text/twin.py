@@ -23,18 +23,13 @@ Files written under the twin root (atomic, cached by a recipe hash in ``recipe.j
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from runner.data.twin import CachedTwin
 from runner.errors import UserError
 
 from .format import TextExample, write_jsonl_atomic
@@ -74,7 +69,7 @@ NLI_QUESTION = "Premise: {premise}. Hypothesis: {hypothesis}. Entailment, contra
 SENTIMENT_QUESTION = "Review: {review}. Is this review positive or negative?"
 
 
-class KnowledgeBaseTwin:
+class KnowledgeBaseTwin(CachedTwin):
     """Seeded generator of the fawning twin (see the module docstring).
 
     Args:
@@ -120,7 +115,7 @@ class KnowledgeBaseTwin:
         if self.num_entities > len(SYLLABLES) ** 2:
             raise UserError(f"dataset.twin.num_entities={num_entities}: at most {len(SYLLABLES) ** 2}")
 
-    # ---- recipe / cache (same scheme as runner.data.video.synthetic) --------------------------
+    # ---- recipe (runner.data.twin.CachedTwin does the caching) --------------------------------
     def recipe(self) -> dict:
         return {
             "recipe_version": RECIPE_VERSION,
@@ -135,54 +130,7 @@ class KnowledgeBaseTwin:
             "seed": self.seed,
         }
 
-    def recipe_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()
-
-    def _is_current(self, root: str) -> bool:
-        try:
-            with open(os.path.join(root, "recipe.json")) as fh:
-                return json.load(fh).get("hash") == self.recipe_hash()
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def ensure(self, root: str) -> str:
-        """Make sure ``root`` holds this twin (written in a temp dir renamed into place); return it."""
-        root = os.path.abspath(os.path.expanduser(str(root)))
-        if self._is_current(root):
-            return root
-        if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, "recipe.json")):
-            raise UserError(
-                f"refusing to write the synthetic twin into non-empty {root} (no recipe.json there)"
-            )
-        parent = os.path.dirname(root)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
-        try:
-            started = time.perf_counter()
-            self.generate(tmp)
-            log.info("generated the fawning twin at %s in %.1fs", root, time.perf_counter() - started)
-            self._install(tmp, root)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-        return root
-
-    def _install(self, tmp: str, root: str) -> None:
-        try:
-            os.rename(tmp, root)
-            return
-        except OSError:
-            pass
-        if self._is_current(root):
-            return  # another process wrote the same recipe first
-        trash = f"{root}.old-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(root, trash)
-        except FileNotFoundError:
-            trash = ""
-        os.rename(tmp, root)
-        if trash:
-            shutil.rmtree(trash, ignore_errors=True)
+    twin_name = "fawning knowledge-base"
 
     # ---- knowledge base ----------------------------------------------------------------------
     def knowledge_base(self) -> dict[str, dict[str, str]]:
@@ -322,8 +270,8 @@ class KnowledgeBaseTwin:
         return examples
 
     # ---- files -------------------------------------------------------------------------------
-    def generate(self, out: str) -> None:
-        """Write every file of the twin into the directory ``out``; ``recipe.json`` last."""
+    def write(self, out: str) -> None:
+        """Write every file of the twin into the directory ``out`` (the base class adds recipe.json)."""
         write_jsonl_atomic(
             os.path.join(out, "train_dialogues.jsonl"), self.dialogues(self.train_dialogues, 2)
         )
@@ -333,8 +281,6 @@ class KnowledgeBaseTwin:
         qa = [e for e in examples if e.task == "qa"]
         write_jsonl_atomic(os.path.join(out, "anthropic_sycophancy.jsonl"), _anthropic_records(qa))
         write_jsonl_atomic(os.path.join(out, "sycophancy_eval_answer.jsonl"), _sycophancy_eval_records(qa))
-        with open(os.path.join(out, "recipe.json"), "w") as fh:
-            json.dump({"hash": self.recipe_hash(), "recipe": self.recipe()}, fh, indent=2, sort_keys=True)
 
 
 def _other(rng, values: Sequence[str], value: str) -> str:
