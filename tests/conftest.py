@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from runner.compose import compose_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -32,24 +32,7 @@ TINY_MODEL = ["model.width_factor=0.25", "model.depth_factor=0.2"]
 
 def compose_config(overrides: list[str], root: Path, data_dir: Path) -> DictConfig:
     """The composed run config, as `python -m runner <overrides>` would see it, rooted in ``root``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    output_dir = root / "run"
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(root)
-        cfg.paths.data_dir = str(data_dir)
-        cfg.paths.log_dir = str(root / "logs")
-        cfg.paths.work_dir = str(root)
-        # a fixed path, not ${hydra:...}: several composed configs may live side by side in one test
-        cfg.paths.output_dir = str(output_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(root)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_run_config(overrides, output_dir=root / "run", root_dir=root, data_dir=data_dir)
 
 
 @pytest.fixture(scope="session")

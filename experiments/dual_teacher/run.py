@@ -25,10 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from runner.compose import compose_run_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -47,21 +44,10 @@ METHODS = [  # (method config, label in the table)
 
 
 def compose_run(overrides: list[str], run_dir: Path, data_dir: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(REPO)
-        cfg.paths.data_dir = str(data_dir)
-        cfg.paths.log_dir = str(run_dir.parent)
-        cfg.paths.output_dir = str(run_dir)
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(REPO)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    """The config of one run, as ``python -m runner <overrides>`` would compose it, writing to ``run_dir``."""
+    return compose_run_config(
+        overrides, output_dir=run_dir, root_dir=REPO, data_dir=data_dir, log_dir=run_dir.parent
+    )
 
 
 def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:

@@ -42,29 +42,9 @@ METRICS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (10, 20, 50)]
 
 def compose(overrides: list[str], root: Path):
     """The run config as ``python -m runner <overrides>`` would compose it, rooted in ``root``."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from runner.compose import compose_run_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="runner.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    out = root / "run"
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(root)
-        cfg.paths.log_dir = str(root / "logs")
-        cfg.paths.work_dir = str(root)
-        cfg.paths.output_dir = str(out)
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.runtime.cwd = str(root)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_run_config(overrides, output_dir=root / "run", root_dir=root)
 
 
 def read_curve(csv_path: Path) -> tuple[list[float], list[float]]:
