@@ -76,3 +76,17 @@ def test_find_resume_checkpoint_prefers_own_then_newest(tmp_path):
     own.write_bytes(b"x")
     assert find_resume_checkpoint(str(tmp_path / "fresh"), str(logs), "task") == str(own)
     assert find_resume_checkpoint(str(tmp_path / "x"), str(logs), "other") is None
+
+
+def test_isolated_rng_restores_every_global_stream(monkeypatch):
+    from runner.utils import isolated_rng
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    with isolated_rng(99):
+        assert os.environ["PL_GLOBAL_SEED"] == "99"
+        random.random(), np.random.rand(), torch.rand(5)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    assert os.environ["PL_GLOBAL_SEED"] == "7"

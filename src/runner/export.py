@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from runner.checkpointing import AtomicCheckpointIO
 from runner.errors import UserError
 
 STUDENT_PREFIX = "student."
@@ -48,12 +48,7 @@ def export_student(checkpoint_path: str | os.PathLike, out_path: str | os.PathLi
         "num_parameters": int(sum(v.numel() for k, v in state.items() if _is_parameter(k))),
         "num_tensors": len(state),
     }
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, out)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": state, "meta": meta}, Path(out_path))
     return meta
 
 

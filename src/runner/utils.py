@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -92,3 +93,27 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(clean(payload), handle, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int):
+    """Run a nested training (a teacher, a language model) seeded with ``seed``, then put every
+    global RNG back: Python, NumPy, torch CPU and CUDA, and Lightning's ``PL_GLOBAL_SEED``.
+
+    ``torch.random.fork_rng`` alone restores only torch's generators, so the outer run's random
+    stream would depend on whether the nested training happened.
+    """
+    import lightning as L
+    from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+
+    states = _collect_rng_states(include_cuda=True)
+    global_seed = os.environ.get("PL_GLOBAL_SEED")
+    try:
+        L.seed_everything(seed, workers=True, verbose=False)
+        yield
+    finally:
+        _set_rng_states(states)
+        if global_seed is None:
+            os.environ.pop("PL_GLOBAL_SEED", None)
+        else:
+            os.environ["PL_GLOBAL_SEED"] = global_seed

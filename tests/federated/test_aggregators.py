@@ -122,3 +122,10 @@ def test_robust_rules_resist_one_huge_outlier():
         out = agg.AGGREGATORS[name].fn(x, 1)
         assert out.abs().max() < 1.0, name
     assert agg.mean(x).abs().max() > 1e4
+
+
+def test_bulyan_and_krum_without_byzantine_clients():
+    stack = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    assert agg.bulyan(stack, f=0).shape == (4,)
+    assert agg.krum_scores(agg.pairwise_sq_distances(stack[:1]), 0).tolist() == [0.0]
+    assert agg.krum_scores(agg.pairwise_sq_distances(stack[:2]), 0).shape == (2,)

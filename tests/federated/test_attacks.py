@@ -50,3 +50,8 @@ def test_label_flip_poisons_data_not_messages():
 
 def test_registry_names():
     assert {"none", "sign_flip", "gaussian", "alie", "ipm", "mimic", "label_flip"} <= set(ATTACKS)
+
+
+def test_alie_is_defined_when_byzantine_clients_are_the_majority():
+    z = ALIE.z_max(10, 6)  # s = floor(10/2 + 1) - 6 <= 0: the quantile saturates instead of raising
+    assert z > 4

@@ -162,3 +162,20 @@ def test_minilm_class_name_semantics_offline():
     s = emb @ emb.T
     assert s[0, 1] > s[0, 2]  # cat ~ dog more than cat ~ truck
     assert s[2, 3] > s[2, 0]  # truck ~ automobile more than truck ~ cat
+
+
+def test_random_draws_come_from_a_cpu_generator_on_any_device():
+    # the draws are made on the CPU and moved, so a CPU generator works whatever the features' device
+    features = torch.randn(10, 3)
+    g = torch.Generator().manual_seed(0)
+    z, y = pseudo_features(
+        features, torch.arange(10) % 2, torch.eye(2, 3), torch.ones(2, 2), per_class=3, generator=g
+    )
+    assert z.device == features.device and len(y) == 6
+    assert mixed_features(
+        features,
+        torch.zeros(10, dtype=torch.long),
+        torch.ones(1, 3),
+        feature_mask(3, generator=g),
+        generator=g,
+    ).shape == (10, 3)

@@ -190,3 +190,11 @@ def test_grouped_nlgcl_equals_the_plain_batch_by_batch_info_nce(scope):
         want_i += info_nce(user_layers[layer][users], prev_i, both if scope == "entire" else prev_i, 0.1)
     assert cl_u.item() == pytest.approx(want_u.item(), rel=1e-9)
     assert cl_i.item() == pytest.approx(want_i.item(), rel=1e-9)
+
+
+def test_unknown_contrastive_reduction_is_a_user_error():
+    from runner.errors import UserError
+
+    x = torch.randn(4, 3)
+    with pytest.raises(UserError, match="one of sum, mean"):
+        info_nce(x, x, x, temperature=0.2, reduction="summ")

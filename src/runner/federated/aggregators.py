@@ -62,7 +62,9 @@ def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
 def krum_scores(sq_dist: torch.Tensor, f: int) -> torch.Tensor:
     """Krum score of every vector: sum of squared distances to its ``n − f − 2`` nearest others."""
     n = sq_dist.shape[0]
-    k = max(n - f - 2, 1)
+    if n == 1:
+        return sq_dist.new_zeros(1)
+    k = min(max(n - f - 2, 1), n - 1)
     # the smallest entry of each row is the vector itself (distance 0): skip it
     nearest = sq_dist.topk(k + 1, dim=1, largest=False).values[:, 1:]
     return nearest.sum(dim=1)

@@ -93,7 +93,9 @@ class ALIE(Attack):
     @staticmethod
     def z_max(n: int, f: int) -> float:
         s = math.floor(n / 2 + 1) - f
-        return NormalDist().inv_cdf((n - s) / n)
+        # s <= 0 (f at or above half the clients, only reachable with an unbounded rule such as mean):
+        # the quantile saturates; clamp it inside (0, 1) so the attack stays defined
+        return NormalDist().inv_cdf(min((n - s) / n, 1 - 1e-6))
 
     def __call__(self, honest, num_byzantine, own=None, generator=None):
         n = honest.shape[0] + num_byzantine

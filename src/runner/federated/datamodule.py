@@ -106,7 +106,15 @@ class FederatedDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.parts is None:
             labels = self.splits.y_train.numpy()
-            self.parts = self.partition(labels, self.num_clients, self.seed)
+            parts = self.partition(labels, self.num_clients, self.seed)
+            empty = [i for i, part in enumerate(parts) if len(part) == 0]
+            if empty:
+                raise invalid_value(
+                    "dataset.num_clients",
+                    self.num_clients,
+                    f"at most as many clients as the partition can fill: clients {empty[:5]} got no sample",
+                )
+            self.parts = parts
 
     def class_counts(self) -> np.ndarray:
         """``(num_clients, num_classes)`` training-sample counts."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from collections.abc import Callable
 
 import numpy as np
@@ -22,12 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from runner.data.domains.folders import ImageArrays
+from runner.data.images.cifar import CIFAR10_NAMES, load_cifar_pickle
 from runner.data.twin import CachedTwin
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
 RECIPE_VERSION = 1
 SEVERITIES = (1, 2, 3, 4, 5)
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = tuple(CIFAR10_NAMES)
 
 
 def _as_float(images: np.ndarray) -> torch.Tensor:
@@ -172,8 +172,7 @@ def load_cifar_test_batch(cifar_root: str) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(cifar_root, "test_batch")
     if not os.path.isfile(path):
         raise UserError(f"CIFAR-10 test batch not found: {path} (the cifar-10-batches-py folder)")
-    with open(path, "rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
+    batch = load_cifar_pickle(path)
     data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(data), np.asarray(batch[b"labels"], dtype=np.int64)
 

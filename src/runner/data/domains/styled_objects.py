@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runner.data.images.cifar import CIFAR10_NAMES
 from runner.data.twin import CachedTwin
 from runner.errors import invalid_value
 
@@ -47,7 +48,7 @@ OFFICE_CLASSES = (
     "mug",
     "projector",
 )
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = tuple(CIFAR10_NAMES)
 LAYOUTS = ("domains", "cinic10", "mini_imagenet")
 
 

@@ -49,7 +49,8 @@ LAYOUTS = {
 }
 
 
-def _unpickle(path: str) -> dict:
+def load_cifar_pickle(path: str) -> dict:
+    """One pickled CIFAR batch (keys are bytes); a broken file is a UserError naming it."""
     try:
         with open(path, "rb") as fh:
             return pickle.load(fh, encoding="bytes")
@@ -77,7 +78,7 @@ class CifarReader:
             path = os.path.join(self.folder, name)
             if not os.path.isfile(path):
                 raise UserError(f"{self.variant}: {path} missing")
-            batch = _unpickle(path)
+            batch = load_cifar_pickle(path)
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels = np.asarray(batch[self.layout["labels"]], dtype=np.int64)
             if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
@@ -92,7 +93,7 @@ class CifarReader:
         return (x - mean) / std, torch.from_numpy(np.concatenate(ys))
 
     def load(self) -> ArraySplits:
-        meta = _unpickle(os.path.join(self.folder, self.layout["meta"]))
+        meta = load_cifar_pickle(os.path.join(self.folder, self.layout["meta"]))
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[self.layout["names"]]]
         x_train, y_train = self._split(self.layout["train"])
         x_test, y_test = self._split(self.layout["test"])

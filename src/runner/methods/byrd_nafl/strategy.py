@@ -98,6 +98,8 @@ class ByrdNAFL(RobustStrategy):
             )
         self.acceleration = acceleration
         self.momentum_at = momentum_at
+        if not 0 <= float(beta) < 1:
+            raise invalid_value("fl_strategy.beta", beta, "a number in [0, 1)")
         self.beta = float(beta)
 
     def setup(self, num_clients, initial, personal_mask, seed) -> None:

@@ -26,6 +26,7 @@ import torch
 
 from runner.data.text.datamodule import DEFAULT_PROMPT, DialogueDataModule
 from runner.models.lm import CausalLM, build_tiny_gpt2, load_causal_lm, missing_model_files
+from runner.utils import isolated_rng
 
 from .decoding import positions_from_mask
 
@@ -79,7 +80,8 @@ class LMTraining(L.LightningModule):
         targets = batch["labels"][:, 1:]
         predicted = out.logits[:, :-1].argmax(-1)
         answer = targets != -100
-        accuracy = (predicted[answer] == targets[answer]).float().mean()
+        # no boolean indexing (a host sync) and no NaN for a batch without answer tokens
+        accuracy = ((predicted == targets) & answer).sum() / answer.sum().clamp_min(1)
         return out.loss, accuracy
 
     def training_step(self, batch, batch_idx):
@@ -169,8 +171,7 @@ def trained_twin_lm(
         vocab_size=vocab_size,
         batch_size=batch_size,
     )
-    with torch.random.fork_rng(devices=[]):
-        L.seed_everything(seed, workers=True, verbose=False)
+    with isolated_rng(seed):
         lm = build_tiny_gpt2(datamodule.build_tokenizer(), seed=seed, **architecture)
         module = LMTraining(
             lm,

@@ -146,6 +146,7 @@ class DualTeacherDistillation(L.LightningModule):
                     "distill.terms.*.feature_module", name, f"a sub-module of {type(student).__name__}"
                 )
             modules[name].register_forward_hook(self._hook(name))
+        self._hooked_modules = hooked
         info = BindInfo(
             num_classes=self.num_classes,
             student_feature_dim=int(student.feature_dim),
@@ -282,6 +283,10 @@ class DualTeacherDistillation(L.LightningModule):
     def _train_reference_student(self, datamodule: Any) -> None:
         """Train the same student alone (CE, this run's optimizer/schedule/epochs), cached by hash."""
         reference = copy.deepcopy(self.student)
+        # the copy carries the feature-map hooks, whose closures write into this module: drop them
+        copied = dict(reference.named_modules())
+        for name in self._hooked_modules:
+            copied[name]._forward_hooks.clear()
         reference.load_state_dict(self._reference_student_state)
         init_hash = stable_hash([float(p.double().sum()) for p in self._reference_student_state.values()])
         recipe = self._recipe(

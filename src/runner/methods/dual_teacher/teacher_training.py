@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +27,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from runner.checkpointing import AtomicCheckpointIO
 from runner.methods.video_supervised import VideoClassifier
+from runner.utils import isolated_rng
 
 from .cache import stable_hash, transform_description
 
@@ -120,8 +121,7 @@ def train_supervised(
     module = _ViewClassifier(
         net, num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, input_key=input_key
     )
-    with torch.random.fork_rng(devices=[]):
-        L.seed_everything(seed, workers=True, verbose=False)
+    with isolated_rng(seed):
         trainer = L.Trainer(
             max_epochs=int(max_epochs),
             accelerator="auto",
@@ -185,11 +185,6 @@ def ensure_trained(
         name,
     )
     meta = {"name": name, "test_acc": acc, "train_seconds": round(time.time() - started, 1), "key": key}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    torch.save({"state_dict": net.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict(), "meta": meta}, path)
     log.info("%s: trained in %.0fs, test acc %.3f -> %s", name, meta["train_seconds"], acc, path)
     return path, meta

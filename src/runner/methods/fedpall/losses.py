@@ -38,7 +38,7 @@ def feature_mask(
     dim: int, keep: float = 0.9, generator: torch.Generator | None = None, device=None
 ) -> torch.Tensor:
     """One client's binary mask for a round: each dimension kept with probability ``keep``."""
-    return (torch.rand(dim, generator=generator, device=device) < keep).float()
+    return (torch.rand(dim, generator=generator) < keep).float().to(device)
 
 
 def mixed_features(
@@ -50,5 +50,5 @@ def mixed_features(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``m ⊙ (λ h + (1 − λ) P_y)`` for ``features [B, d]`` with per-sample λ (equation above)."""
-    lam = torch.empty(features.shape[0], 1, device=features.device).uniform_(*lam_range, generator=generator)
+    lam = torch.empty(features.shape[0], 1).uniform_(*lam_range, generator=generator).to(features.device)
     return mask * (lam * features + (1 - lam) * prototypes[labels])

@@ -51,8 +51,10 @@ def pseudo_features(
     for c in range(num_classes):
         if not bool(prototypes[c].abs().sum() > 0):
             continue
-        chosen = torch.multinomial(weights_per_class[c], draws, replacement=False, generator=generator)
-        lam = torch.empty(draws, 1, device=features.device).uniform_(*lam_range, generator=generator)
+        # random draws on the CPU (a CPU generator works with features on any device)
+        chosen = torch.multinomial(weights_per_class[c].cpu(), draws, replacement=False, generator=generator)
+        chosen = chosen.to(features.device)
+        lam = torch.empty(draws, 1).uniform_(*lam_range, generator=generator).to(features.device)
         out_features.append(lam * prototypes[c] + (1 - lam) * unit[chosen])
         out_labels.append(torch.full((draws,), c, dtype=torch.long, device=features.device))
     if not out_features:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runner.errors import invalid_value
+
 __all__ = ["bpr_loss", "emb_loss", "info_nce"]
 
 
@@ -37,6 +39,8 @@ def info_nce(
     reduction: str = "sum",
 ) -> torch.Tensor:
     """InfoNCE with cosine similarity; ``reduction`` over anchors: ``sum`` or ``mean``."""
+    if reduction not in ("sum", "mean"):
+        raise invalid_value("model.cl_reduction / model.ssl_reduction", reduction, "one of sum, mean")
     anchor = F.normalize(anchor, dim=-1)
     positive = F.normalize(positive, dim=-1)
     candidates = F.normalize(candidates, dim=-1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runner.errors import invalid_value
 from runner.methods.recsys.losses import info_nce
 from runner.models.recsys.base import GraphRecommender, normalized_adjacency, symmetric_spmm
 
@@ -230,7 +231,9 @@ class NCL(GraphRecommender):
     ):
         super().__init__(num_users, num_items, train_graph, embedding_size, n_layers, reg_weight, require_pow)
         if 2 * int(hyper_layers) > self.n_layers:
-            raise ValueError(f"NCL needs n_layers >= 2 * hyper_layers, got {n_layers} and {hyper_layers}")
+            raise invalid_value(
+                "model.hyper_layers", hyper_layers, f"at most n_layers / 2 = {self.n_layers // 2} (NCL)"
+            )
         self.ssl_temp = float(ssl_temp)
         self.ssl_reg = float(ssl_reg)
         self.alpha = float(alpha)
