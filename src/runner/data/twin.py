@@ -22,7 +22,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 
-from runner.errors import UserError
+from runner.errors import UserError, invalid_value
 
 log = logging.getLogger("runner.data")
 
@@ -104,3 +104,16 @@ class CachedTwin(ABC):
                 raise
         if trash:
             shutil.rmtree(trash, ignore_errors=True)
+
+
+def data_root(synthetic: bool, root: str | None, twin: CachedTwin | None, synthetic_root: str | None) -> str:
+    """The folder a datamodule reads: the twin's (generated if needed) when ``synthetic``, else ``root``.
+
+    Every dataset config carries ``synthetic``, ``root``, ``twin`` and ``synthetic_root``; a twin
+    asked for without its generator or folder is a one-line config error.
+    """
+    if not synthetic:
+        return str(root)
+    if twin is None or synthetic_root is None:
+        raise invalid_value("dataset.synthetic", synthetic, "needs dataset.twin and dataset.synthetic_root")
+    return twin.ensure(str(synthetic_root))

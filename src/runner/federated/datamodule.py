@@ -20,6 +20,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from runner.data.twin import data_root
 from runner.errors import invalid_value
 
 from .partition import IID, class_count_table
@@ -75,14 +76,7 @@ class FederatedDataModule(L.LightningDataModule):
             raise invalid_value("dataset.num_clients", num_clients, "an integer >= 1")
         if int(rounds_per_epoch) < 1:
             raise invalid_value("dataset.rounds_per_epoch", rounds_per_epoch, "an integer >= 1")
-        if synthetic:
-            if twin is None or synthetic_root is None:
-                raise invalid_value(
-                    "dataset.synthetic", synthetic, "needs dataset.twin and dataset.synthetic_root"
-                )
-            self.root_used = twin.ensure(str(synthetic_root))
-        else:
-            self.root_used = str(root)
+        self.root_used = data_root(synthetic, root, twin, synthetic_root)
         self.splits = reader(root=self.root_used).load()
         self.num_clients = int(num_clients)
         self.partition = partition or IID()

@@ -28,6 +28,7 @@ from runner.data.recsys.readers import (
     read_lightgcn_txt,
     split_per_user,
 )
+from runner.data.twin import data_root
 from runner.errors import invalid_value, missing_dataset_root
 
 log = logging.getLogger("runner.data")
@@ -142,15 +143,11 @@ class RecsysDataModule(L.LightningDataModule):
         self.synthetic = bool(synthetic)
         self.batch_size = int(twin_batch_size if synthetic and twin_batch_size else batch_size)
         self.eval_batch_users = int(eval_batch_users)
+        self.root_used = data_root(self.synthetic, root, twin, synthetic_root)
         if self.synthetic:
-            if twin is None or synthetic_root is None:
-                raise invalid_value(
-                    "dataset.synthetic", synthetic, "needs dataset.twin and dataset.synthetic_root"
-                )
-            self.root_used = twin.ensure(str(synthetic_root))
             format = "atomic"
         else:
-            self.root_used = os.path.abspath(os.path.expanduser(str(root)))
+            self.root_used = os.path.abspath(os.path.expanduser(self.root_used))
             looked_at = (
                 os.path.join(self.root_used, f"{self.name}.inter") if format == "atomic" else self.root_used
             )

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from runner.data.twin import data_root
 from runner.errors import invalid_value
 
 from .decode import CorruptVideoError, count_frames, decode_clip
@@ -239,14 +240,7 @@ class VideoDataModule(L.LightningDataModule):
             sampling = twin_geometry.get("sampling", sampling)
         if sampling not in SAMPLINGS:
             raise invalid_value("dataset.sampling", sampling, "one of dense, uniform")
-        if synthetic:
-            if twin is None or synthetic_root is None:
-                raise invalid_value(
-                    "dataset.synthetic", synthetic, "needs dataset.twin and dataset.synthetic_root"
-                )
-            self.root_used = twin.ensure(str(synthetic_root))
-        else:
-            self.root_used = str(root)
+        self.root_used = data_root(synthetic, root, twin, synthetic_root)
         self.reader = reader(root=self.root_used)
         self.synthetic = bool(synthetic)
         self.num_frames = int(num_frames)
