@@ -9,6 +9,17 @@ Loaders: ``train`` yields round indices, ``rounds_per_epoch`` per epoch (one tra
 round; the clients' data are preloaded tensors handed to the module by :meth:`client_data`);
 ``val`` and ``test`` yield ``(x, y)`` batches of the global test set (the datasets have no separate
 validation split, as in the FL papers: ``val/acc`` is test accuracy tracked per epoch).
+
+Personalised evaluation (:meth:`client_test_data`): each client's own test split, from
+
+* the domain's test samples when the partition is one client per domain (``ByDomain``) and the
+  dataset has domain labels (Digits-5, Office-Caltech-10, PACS);
+* otherwise, with ``client_test_fraction > 0``, a seeded per-client hold-out of that fraction of the
+  client's partition (PFLlib's per-client train / test split, so a client's test split follows its
+  own label distribution); the held-out samples are not trained on.
+
+Long-tail reporting (:meth:`class_groups`): ``class_groups=terciles`` splits the classes, sorted by
+their training count, into many / medium / few-shot thirds.
 """
 
 from __future__ import annotations
@@ -18,26 +29,29 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
-from .partition import IID, class_count_table
+from .partition import IID, ByDomain, class_count_table
 from .simulator import ClientData
 
 __all__ = ["FederatedDataModule"]
 
 
-class _RoundIndices(Dataset):
+class _RoundIndices(IterableDataset):
+    """The round indices of one epoch. Iterable, so that under DDP Lightning does not shard it:
+    every rank runs every round (and trains its share of the round's clients)."""
+
     def __init__(self, count: int) -> None:
         self.count = count
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, i: int) -> int:
-        return i
+    def __iter__(self):
+        return iter(range(self.count))
 
 
 class FederatedDataModule(L.LightningDataModule):
@@ -50,6 +64,8 @@ class FederatedDataModule(L.LightningDataModule):
         rounds_per_epoch: rounds per Lightning epoch (validation runs after each epoch).
         eval_batch_size: batch size of the test-set loaders.
         seed: partition seed.
+        client_test_fraction: per-client hold-out for personalised evaluation (module docstring).
+        class_groups: ``null`` or ``terciles`` (many / medium / few-shot classes by training count).
         num_workers, persistent_workers, pin_memory: unused (see __init__).
     """
 
@@ -65,6 +81,8 @@ class FederatedDataModule(L.LightningDataModule):
         rounds_per_epoch: int = 10,
         eval_batch_size: int = 1000,
         seed: int = 0,
+        client_test_fraction: float = 0.0,
+        class_groups: str | None = None,
         num_workers: int = 0,
         persistent_workers: bool = False,
         pin_memory: bool = False,
@@ -83,7 +101,18 @@ class FederatedDataModule(L.LightningDataModule):
         self.rounds_per_epoch = int(rounds_per_epoch)
         self.eval_batch_size = int(eval_batch_size)
         self.seed = int(seed)
+        if not 0.0 <= float(client_test_fraction) < 1.0:
+            raise invalid_value("dataset.client_test_fraction", client_test_fraction, "a number in [0, 1)")
+        self.client_test_fraction = float(client_test_fraction)
+        if class_groups not in (None, "terciles"):
+            raise invalid_value("dataset.class_groups", class_groups, "null or terciles")
+        self.class_groups_rule = class_groups
         self.parts: list[np.ndarray] | None = None
+        self.test_parts: list[np.ndarray] | None = None
+
+    @property
+    def by_domain(self) -> bool:
+        return isinstance(self.partition, ByDomain)
 
     @property
     def num_classes(self) -> int:
@@ -100,7 +129,11 @@ class FederatedDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.parts is None:
             labels = self.splits.y_train.numpy()
-            parts = self.partition(labels, self.num_clients, self.seed)
+            domains = self.splits.domain_train
+            if domains is not None:
+                parts = self.partition(labels, self.num_clients, self.seed, domains=domains.numpy())
+            else:
+                parts = self.partition(labels, self.num_clients, self.seed)
             empty = [i for i, part in enumerate(parts) if len(part) == 0]
             if empty:
                 raise invalid_value(
@@ -108,7 +141,26 @@ class FederatedDataModule(L.LightningDataModule):
                     self.num_clients,
                     f"at most as many clients as the partition can fill: clients {empty[:5]} got no sample",
                 )
-            self.parts = parts
+            self.parts, self.test_parts = self._client_test_split(parts)
+
+    def _client_test_split(self, parts: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """(training parts, per-client test parts or None); see the module docstring."""
+        if self.by_domain and self.splits.domain_test is not None:
+            test_domains = self.splits.domain_test.numpy()
+            return parts, [
+                np.flatnonzero(test_domains == d) for d in np.unique(self.splits.domain_train.numpy())
+            ]
+        if self.client_test_fraction == 0.0:
+            return parts, None
+        rng = np.random.default_rng(self.seed + 7_919)
+        train, test = [], []
+        for part in parts:
+            shuffled = rng.permutation(part)
+            held = int(round(self.client_test_fraction * len(part)))
+            held = min(max(held, 1), len(part) - 1) if len(part) > 1 else 0
+            test.append(np.sort(shuffled[:held]))
+            train.append(np.sort(shuffled[held:]))
+        return train, test
 
     def class_counts(self) -> np.ndarray:
         """``(num_clients, num_classes)`` training-sample counts."""
@@ -118,6 +170,27 @@ class FederatedDataModule(L.LightningDataModule):
     def client_data(self) -> ClientData:
         self.setup()
         return ClientData.from_parts(self.splits.x_train, self.splits.y_train, self.parts)
+
+    def client_test_data(self) -> ClientData | None:
+        """Each client's own test split (personalised evaluation), or None when there is none."""
+        self.setup()
+        if self.test_parts is None:
+            return None
+        if self.by_domain and self.splits.domain_test is not None:
+            return ClientData.from_parts(self.splits.x_test, self.splits.y_test, self.test_parts)
+        return ClientData.from_parts(self.splits.x_train, self.splits.y_train, self.test_parts)
+
+    def class_groups(self) -> dict[str, list[int]] | None:
+        """``{many|medium|few: class ids}`` by training count (``class_groups=terciles``), else None."""
+        if self.class_groups_rule is None:
+            return None
+        counts = np.bincount(self.splits.y_train.numpy(), minlength=self.num_classes)
+        order = np.argsort(-counts, kind="stable")
+        thirds = np.array_split(order, 3)
+        return {
+            name: sorted(int(c) for c in group)
+            for name, group in zip(("many", "medium", "few"), thirds, strict=True)
+        }
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_RoundIndices(self.rounds_per_epoch), batch_size=None, shuffle=False)

@@ -6,7 +6,15 @@ server update is one optimizer step, so ``trainer.global_step`` counts rounds an
 ``trainer.max_steps`` caps them, while ``trainer.max_epochs × rounds_per_epoch`` sets the total.
 Validation (the global model on the global test set: ``val/acc``, ``val/loss``) runs at the end of
 every epoch, i.e. every ``rounds_per_epoch`` rounds; per-round training metrics go to the loggers
-at every step (``log_every_n_steps``).
+at every step (``log_every_n_steps``). When the datamodule gives each client a test split, every
+client's personalised model (``strategy.client_evaluation_parameters``) is evaluated on it too:
+``val/personal_acc`` (mean over clients), ``val/personal_acc_weighted`` (over samples), and at test
+time ``client_test_acc.csv`` per client. With class groups (long tail), ``*/acc_{many,medium,few}``
+are the mean per-class accuracies of each group.
+
+Under DDP (``trainer=ddp_sim`` or ``ddp``), every rank plans the same round (the plan is a function of
+(seed, round)); the training participants are split across the ranks, each rank trains its share,
+and the results are all-gathered in participant order, so the aggregate equals the single-process one.
 
 Checkpoints hold the round (Lightning's loop state), the global model, the server optimizer
 (momentum), the strategy's client state and server buffers (module state dict) and the RNG states
@@ -31,7 +39,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from runner.errors import UserError
 
-from .simulator import ClientData, LocalTraining, ParamLayout, resolve_execution
+from .simulator import ClientData, LocalResult, LocalTask, LocalTraining, ParamLayout, resolve_execution
 from .strategy import Strategy
 
 log = logging.getLogger("runner.federated")
@@ -78,13 +86,30 @@ class FederatedModule(L.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes=self.num_classes, average="micro")
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        self.val_class_acc = MulticlassAccuracy(num_classes=self.num_classes, average=None)
+        self.test_class_acc = MulticlassAccuracy(num_classes=self.num_classes, average=None)
         self.client_data: ClientData | None = None
+        self.client_test: ClientData | None = None
+        self.class_groups: dict[str, list[int]] | None = None
+        self.eval_batch_size = 1000
+        self._eval_params: torch.Tensor | None = None
         self.client_sizes: torch.Tensor | None = None
         self._ready = False
 
     # ---- setup -----------------------------------------------------------------------------------
     def global_flat(self) -> torch.Tensor:
         return self.layout.flatten([p.detach() for p in self.net.parameters()])
+
+    @torch.no_grad()
+    def set_global_flat(self, flat: torch.Tensor) -> None:
+        """Overwrite the global model's parameters with ``flat`` (server-side updates)."""
+        for param, value in zip(self.net.parameters(), self.layout.unflatten(flat).values(), strict=True):
+            param.copy_(value)
+
+    def forward_flat(self, flat: torch.Tensor, x: torch.Tensor, **kwargs):
+        """The model with flat parameters ``flat`` on ``x`` (``return_features=True`` where the
+        model supports it gives ``(logits, features)``)."""
+        return torch.func.functional_call(self.net, self.layout.unflatten(flat), (x,), kwargs)
 
     def prepare(self, datamodule) -> None:
         """Take the clients' data from ``datamodule`` and set the strategy up (idempotent).
@@ -95,6 +120,9 @@ class FederatedModule(L.LightningModule):
         datamodule.setup("fit")
         self.client_data = datamodule.client_data()
         self.client_sizes = self.client_data.sizes.clone()
+        self.client_test = getattr(datamodule, "client_test_data", lambda: None)()
+        self.class_groups = getattr(datamodule, "class_groups", lambda: None)()
+        self.eval_batch_size = int(getattr(datamodule, "eval_batch_size", self.eval_batch_size))
         personal = self.layout.mask(self.strategy.personal_parameters)
         self.strategy.setup(self.client_data.num_clients, self.global_flat().cpu(), personal, self.seed)
         self._ready = True
@@ -126,30 +154,105 @@ class FederatedModule(L.LightningModule):
             out,
         )
 
-    def on_fit_start(self) -> None:
+    def _move_data(self) -> None:
         self.client_data = self.client_data.to(self.device)
         self.client_sizes = self.client_sizes.to(self.device)
+        if self.client_test is not None:
+            self.client_test = self.client_test.to(self.device)
 
-    def local_training(self) -> LocalTraining:
+    def on_fit_start(self) -> None:
+        self._move_data()
+
+    def on_test_start(self) -> None:
+        self._move_data()
+
+    def local_training(self, steps: int | None = None, lr: float | None = None) -> LocalTraining:
         s = self.strategy
-        return LocalTraining(self.net, self.layout, s.local_lr, s.local_steps, s.local_weight_decay)
+        return LocalTraining(
+            self.net,
+            self.layout,
+            s.local_lr if lr is None else lr,
+            s.local_steps if steps is None else steps,
+            s.local_weight_decay,
+        )
+
+    def client_batches(
+        self,
+        clients: torch.Tensor,
+        generator: torch.Generator,
+        steps: int | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(xs (C, S, B, ...), ys (C, S, B))``: minibatches of ``clients`` for ``S`` local steps."""
+        s = self.strategy
+        idx = self.client_data.sample_indices(
+            clients, s.local_steps if steps is None else steps, batch_size or s.batch_size, generator
+        )
+        return self.client_data.x[idx], self.client_data.y[idx]
+
+    def train_clients(
+        self,
+        start: torch.Tensor,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        task: LocalTask | None = None,
+        execution: str | None = None,
+        steps: int | None = None,
+        lr: float | None = None,
+    ) -> LocalResult:
+        """Local training of the clients whose start points / batches are the rows of ``start`` /
+        ``xs`` / ``ys``; split across the ranks under DDP (module docstring)."""
+        execution = resolve_execution(execution or self.execution, self.device)
+        training = self.local_training(steps, lr)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1 or start.shape[0] < 2:
+            return training.run_task(execution, start, xs, ys, task)
+        return self._train_distributed(training, execution, start, xs, ys, task, world)
+
+    def _train_distributed(self, training, execution, start, xs, ys, task, world) -> LocalResult:
+        rank = self.trainer.global_rank
+        task = task or training._default_task()
+        count = start.shape[0]
+        bounds = [count * r // world for r in range(world + 1)]
+        mine = slice(bounds[rank], bounds[rank + 1])
+        share = LocalTask(
+            task.objective,
+            {k: v[mine] for k, v in task.context.items()},
+            task.step,
+            tuple(t[mine] for t in task.state),
+        )
+        local = training.run_task(execution, start[mine], xs[mine], ys[mine], share)
+        width = max(bounds[r + 1] - bounds[r] for r in range(world))
+
+        def gather(t: torch.Tensor) -> torch.Tensor:
+            padded = torch.zeros((width, *t.shape[1:]), dtype=t.dtype, device=t.device)
+            padded[: t.shape[0]] = t
+            stacked = self.all_gather(padded)  # (world, width, ...)
+            return torch.cat([stacked[r, : bounds[r + 1] - bounds[r]] for r in range(world)])
+
+        return LocalResult(
+            gather(local.pseudo_grads),
+            gather(local.final),
+            gather(local.first_loss),
+            tuple(gather(t) for t in local.state),
+        )
 
     # ---- one round -------------------------------------------------------------------------------
     def run_round(self, round_index: int, execution: str | None = None) -> dict[str, torch.Tensor]:
         """Plan, train clients, forge Byzantine messages, aggregate; returns the direction and stats."""
-        strategy, data = self.strategy, self.client_data
-        execution = resolve_execution(execution or self.execution, self.device)
+        strategy = self.strategy
         plan = strategy.configure_train(round_index, self.global_flat())
         attack = strategy.attack
         trains = ~plan.byzantine | attack.needs_training
         rows = torch.arange(len(plan.clients), device=plan.clients.device)[trains]
         clients = plan.clients[rows]
-        idx = data.sample_indices(clients, strategy.local_steps, strategy.batch_size, plan.generator)
-        xs, ys = data.x[idx], data.y[idx]
+        xs, ys = self.client_batches(clients, plan.generator)
         poisoned = plan.byzantine[rows].view(-1, 1, 1)
         ys = torch.where(poisoned, attack.poison_labels(ys, self.num_classes), ys)
-        pseudo, losses = self.local_training().run(execution, plan.start[rows], xs, ys)
-        messages = strategy.client_messages(plan, rows, pseudo)
+        task = strategy.configure_local(self, plan, rows)
+        result = self.train_clients(plan.start[rows], xs, ys, task, execution)
+        losses = result.first_loss
+        messages = strategy.client_messages(plan, rows, result.pseudo_grads, result)
         honest_rows = ~plan.byzantine[rows]
         honest = messages[honest_rows]
         finite = torch.isfinite(honest).all(dim=1)
@@ -176,6 +279,7 @@ class FederatedModule(L.LightningModule):
         ):
             param.grad = grad.to(param.dtype).clone()
         optimizer.step()
+        self.strategy.server_update(self, round_index)
         loss = out["honest_loss"]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
         self.log("fl/direction_norm", out["direction"].norm(), on_step=True, on_epoch=False, batch_size=1)
@@ -186,29 +290,78 @@ class FederatedModule(L.LightningModule):
         return self.strategy.configure_server_optimizer(self.net.parameters())
 
     # ---- evaluation ------------------------------------------------------------------------------
-    def _eval(self, batch, acc: MulticlassAccuracy, loss_metric: MeanMetric) -> None:
+    def _start_eval(self) -> None:
+        self._eval_params = self.strategy.evaluation_parameters(self, self.global_flat())
+
+    def _eval(self, batch, acc: MulticlassAccuracy, class_acc, loss_metric: MeanMetric) -> None:
         x, y = batch
-        logits = self.net(x)
+        logits = self.forward_flat(self._eval_params, x)
         loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
         acc.update(logits, y)
+        if self.class_groups is not None:
+            class_acc.update(logits, y)
+
+    def _log_global(self, stage: str, acc, class_acc, loss_metric) -> None:
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val")
+        self.log(f"{stage}/loss", loss_metric.compute())
+        if self.class_groups is not None:
+            per_class = class_acc.compute()
+            for name, classes in self.class_groups.items():
+                self.log(f"{stage}/acc_{name}", per_class[classes].mean())
+            class_acc.reset()
+        acc.reset()
+        loss_metric.reset()
+
+    @torch.no_grad()
+    def personalised_accuracy(self) -> torch.Tensor:
+        """``(K,)`` accuracy of each client's personalised model on its own test split."""
+        data = self.client_test
+        clients = torch.arange(data.num_clients, device=self.device)
+        with torch.enable_grad():  # a strategy may fine-tune before evaluating
+            params = self.strategy.client_evaluation_parameters(self, clients, self.global_flat())
+        correct = torch.zeros(data.num_clients, device=self.device)
+        for k in range(data.num_clients):
+            for chunk in data.indices_of(k).split(self.eval_batch_size):
+                logits = self.forward_flat(params[k], data.x[chunk])
+                correct[k] += (logits.argmax(-1) == data.y[chunk]).sum()
+        return correct / data.sizes.to(correct.device).clamp_min(1)
+
+    def _log_personalised(self, stage: str) -> torch.Tensor | None:
+        if self.client_test is None:
+            return None
+        acc = self.personalised_accuracy()
+        sizes = self.client_test.sizes.to(acc.device).to(acc.dtype)
+        self.log(f"{stage}/personal_acc", acc.mean(), prog_bar=stage == "val")
+        self.log(f"{stage}/personal_acc_weighted", (acc * sizes).sum() / sizes.sum())
+        return acc
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval(batch, self.val_acc, self.val_loss)
+        self._eval(batch, self.val_acc, self.val_class_acc, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/acc", self.val_acc.compute(), prog_bar=True)
-        self.log("val/loss", self.val_loss.compute())
-        self.val_acc.reset()
-        self.val_loss.reset()
+        self._log_global("val", self.val_acc, self.val_class_acc, self.val_loss)
+        self._log_personalised("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval(batch, self.test_acc, self.test_loss)
+        self._eval(batch, self.test_acc, self.test_class_acc, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
-        self.log("test/acc", self.test_acc.compute())
-        self.log("test/loss", self.test_loss.compute())
-        self.test_acc.reset()
-        self.test_loss.reset()
+        self._log_global("test", self.test_acc, self.test_class_acc, self.test_loss)
+        acc = self._log_personalised("test")
+        if acc is not None and self.trainer.is_global_zero:
+            out = Path(self.trainer.default_root_dir) / "client_test_acc.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["client", "test_samples", "personal_acc"])
+                for k, (n, a) in enumerate(zip(self.client_test.sizes.tolist(), acc.tolist(), strict=True)):
+                    writer.writerow([k, n, f"{a:.6f}"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["federated"] = {"rounds_done": int(self.global_step)}

@@ -21,7 +21,7 @@ of its parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,7 +31,16 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from runner.errors import invalid_value
 
-__all__ = ["EXECUTIONS", "ClientData", "LocalTraining", "ParamLayout", "resolve_execution"]
+__all__ = [
+    "EXECUTIONS",
+    "ClientData",
+    "LocalResult",
+    "LocalTask",
+    "LocalTraining",
+    "ParamLayout",
+    "cross_entropy_objective",
+    "resolve_execution",
+]
 
 EXECUTIONS = ("auto", "vectorized", "sequential")
 
@@ -107,6 +116,11 @@ class ClientData:
     def to(self, device: torch.device | str) -> ClientData:
         return ClientData(*(t.to(device) for t in (self.x, self.y, self.order, self.offsets, self.sizes)))
 
+    def indices_of(self, client: int) -> torch.Tensor:
+        """All sample indices (into ``x`` / ``y``) of one client."""
+        start = int(self.offsets[client])
+        return self.order[start : start + int(self.sizes[client])]
+
     def sample_indices(
         self, clients: torch.Tensor, steps: int, batch_size: int, generator: torch.Generator
     ) -> torch.Tensor:
@@ -121,13 +135,55 @@ class ClientData:
         return self.order[self.offsets[clients].view(-1, 1, 1) + local]
 
 
+Objective = Callable[..., torch.Tensor]
+"""``objective(forward, flat, x, y, context) -> scalar``: one client's local loss on one minibatch.
+
+``forward(flat, x, **kwargs)`` runs the model with the flat parameters ``flat`` (a
+``functional_call``; FL models may accept ``return_features=True`` and return ``(logits, features)``);
+``context`` holds the client's rows of :attr:`LocalTask.context` (its anchor model, prototypes ...)."""
+
+Step = Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+"""``step(params, grads, state, s) -> (params, state)`` on stacked rows ``(C, d)`` (row-wise ops only):
+one local optimizer step ``s`` of the clients, with their optimizer state rows ``state``."""
+
+
+def cross_entropy_objective(forward, flat, x, y, context) -> torch.Tensor:
+    """The default local loss: cross-entropy of the client model on its minibatch."""
+    return F.cross_entropy(forward(flat, x), y)
+
+
+@dataclass
+class LocalTask:
+    """What the training clients of one round optimise locally (chosen by the strategy's
+    ``configure_local``): the objective, per-client context rows, and the local optimizer.
+
+    ``step=None`` is SGD with the strategy's local learning rate and weight decay; ``state`` is the
+    per-client optimizer state (e.g. Adam moments), rows aligned with the training clients, returned
+    updated in :class:`LocalResult` for the strategy to keep."""
+
+    objective: Objective = cross_entropy_objective
+    context: dict[str, torch.Tensor] = field(default_factory=dict)
+    step: Step | None = None
+    state: tuple[torch.Tensor, ...] = ()
+
+
+@dataclass
+class LocalResult:
+    """Local training's outcome for the training clients (rows aligned with the task)."""
+
+    pseudo_grads: torch.Tensor  # (C, d): (θ⁰ − θˢ) / η
+    final: torch.Tensor  # (C, d): θˢ
+    first_loss: torch.Tensor  # (C,): the loss of the first local step
+    state: tuple[torch.Tensor, ...] = ()
+
+
 class LocalTraining:
-    """Runs ``steps`` local SGD steps for a set of clients; see the module docstring.
+    """Runs ``steps`` local optimizer steps for a set of clients; see the module docstring.
 
     Args:
         net: the module whose forward defines the client model (its parameters are not used).
         layout: the flat layout of ``net``'s parameters.
-        loss: ``loss(logits, labels) -> scalar`` (cross-entropy by default).
+        loss: ``loss(logits, labels) -> scalar`` (cross-entropy by default) for :meth:`run`.
         lr: local learning rate η; weight_decay: L2 coefficient added to the local gradient.
     """
 
@@ -147,41 +203,71 @@ class LocalTraining:
         self.weight_decay = float(weight_decay)
         self.loss = loss or F.cross_entropy
 
+    def forward(self, flat: torch.Tensor, x: torch.Tensor, **kwargs):
+        """The client model with flat parameters ``flat`` applied to ``x``."""
+        return functional_call(self.net, self.layout.unflatten(flat), (x,), kwargs)
+
     def client_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(self.net, self.layout.unflatten(flat), (x,))
-        return self.loss(logits, y)
+        return self.loss(self.forward(flat, x), y)
 
-    def _step(self, flat, grad):
+    def sgd_step(self, params, grads, state, s):
+        """Plain local SGD (with L2 weight decay): the default :data:`Step`."""
         if self.weight_decay:
-            grad = grad + self.weight_decay * flat
-        return flat - self.lr * grad
+            grads = grads + self.weight_decay * params
+        return params - self.lr * grads, state
 
-    def vectorized(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
-        """``start (C, d)``, ``xs (C, S, B, ...)``, ``ys (C, S, B)`` → (pseudo-gradients (C, d), first-step losses (C,))."""
-        batched = vmap(grad_and_value(self.client_loss))
-        params = start
-        first_loss = None
+    def _default_task(self) -> LocalTask:
+        return LocalTask(objective=lambda forward, flat, x, y, context: self.loss(forward(flat, x), y))
+
+    def vectorized_task(self, start, xs, ys, task: LocalTask) -> LocalResult:
+        """``start (C, d)``, ``xs (C, S, B, ...)``, ``ys (C, S, B)``: all clients step together under
+        ``vmap`` (the objective must be vmappable)."""
+        step = task.step or self.sgd_step
+
+        def value(flat, x, y, context):
+            return task.objective(self.forward, flat, x, y, context)
+
+        batched = vmap(grad_and_value(value))
+        params, state, first_loss = start, tuple(task.state), None
         for s in range(self.steps):
-            grads, losses = batched(params, xs[:, s], ys[:, s])
+            grads, losses = batched(params, xs[:, s], ys[:, s], task.context)
             first_loss = losses if first_loss is None else first_loss
-            params = self._step(params, grads)
-        return (start - params) / self.lr, first_loss
+            params, state = step(params, grads, state, s)
+        return LocalResult((start - params) / self.lr, params, first_loss, state)
 
-    def sequential(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
-        """Same inputs and outputs as :meth:`vectorized`, one client at a time."""
-        out = torch.empty_like(start)
+    def sequential_task(self, start, xs, ys, task: LocalTask) -> LocalResult:
+        """Same inputs and outputs as :meth:`vectorized_task`, one client at a time."""
+        step = task.step or self.sgd_step
+        final = torch.empty_like(start)
         first_loss = torch.empty(start.shape[0], dtype=start.dtype, device=start.device)
+        states = [torch.empty_like(t) for t in task.state]
         for i in range(start.shape[0]):
-            params = start[i]
+            context = {k: v[i] for k, v in task.context.items()}
+            params, state = start[i : i + 1], tuple(t[i : i + 1] for t in task.state)
             for s in range(self.steps):
-                leaf = params.detach().requires_grad_(True)
-                loss = self.client_loss(leaf, xs[i, s], ys[i, s])
+                leaf = params[0].detach().requires_grad_(True)
+                loss = task.objective(self.forward, leaf, xs[i, s], ys[i, s], context)
                 (grad,) = torch.autograd.grad(loss, leaf)
                 if s == 0:
                     first_loss[i] = loss.detach()
-                params = self._step(params, grad)
-            out[i] = (start[i] - params) / self.lr
-        return out, first_loss
+                params, state = step(params, grad.unsqueeze(0), state, s)
+            final[i] = params[0].detach()
+            for out, value in zip(states, state, strict=True):
+                out[i] = value[0]
+        return LocalResult((start - final) / self.lr, final, first_loss, tuple(states))
+
+    def run_task(self, execution: str, start, xs, ys, task: LocalTask | None = None) -> LocalResult:
+        return getattr(self, f"{execution}_task")(start, xs, ys, task or self._default_task())
+
+    def vectorized(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
+        """``start (C, d)``, ``xs (C, S, B, ...)``, ``ys (C, S, B)`` → (pseudo-gradients (C, d), first-step losses (C,))."""
+        result = self.vectorized_task(start, xs, ys, self._default_task())
+        return result.pseudo_grads, result.first_loss
+
+    def sequential(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
+        """Same inputs and outputs as :meth:`vectorized`, one client at a time."""
+        result = self.sequential_task(start, xs, ys, self._default_task())
+        return result.pseudo_grads, result.first_loss
 
     def run(self, execution: str, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
         return getattr(self, execution)(start, xs, ys)

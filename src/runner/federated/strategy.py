@@ -30,6 +30,7 @@ from runner.errors import invalid_value
 from .aggregators import AGGREGATORS, PRE_AGGREGATORS, check_byzantine_bound
 from .attacks import ATTACKS, Attack
 from .client_state import ClientState
+from .simulator import LocalResult, LocalTask
 
 __all__ = ["RobustStrategy", "RoundPlan", "Strategy", "round_generator"]
 
@@ -123,14 +124,25 @@ class Strategy(nn.Module):
             round_index, clients, self.byzantine_of(clients), start, generator, self.declared_byzantine()
         )
 
+    def configure_local(self, module, plan: RoundPlan, rows: torch.Tensor) -> LocalTask | None:
+        """What the training participants ``plan.clients[rows]`` optimise locally; ``None`` is the
+        default (cross-entropy, SGD with ``local_lr`` / ``local_weight_decay``). ``module`` is the
+        :class:`~runner.federated.module.FederatedModule` (its net, layout and client data)."""
+        return None
+
     def client_messages(
-        self, plan: RoundPlan, rows: torch.Tensor, pseudo_grads: torch.Tensor
+        self,
+        plan: RoundPlan,
+        rows: torch.Tensor,
+        pseudo_grads: torch.Tensor,
+        result: LocalResult | None = None,
     ) -> torch.Tensor:
         """Messages of the participants ``plan.clients[rows]`` that trained, given their
-        pseudo-gradients; keeps their personal parameters in the client state."""
+        pseudo-gradients (and the full local result: final parameters, optimizer state); keeps
+        their personal parameters in the client state."""
         if "personal" in self.state:
             clients = plan.clients[rows]
-            after = plan.start[rows] - self.local_lr * pseudo_grads
+            after = plan.start[rows] - self.local_lr * pseudo_grads if result is None else result.final
             self.state.set("personal", clients, after[:, self.personal_mask])
             pseudo_grads = pseudo_grads.clone()
             pseudo_grads[:, self.personal_mask] = 0
@@ -149,6 +161,25 @@ class Strategy(nn.Module):
 
     def configure_server_optimizer(self, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.server_lr)
+
+    def server_update(self, module, round_index: int) -> None:
+        """After the server optimizer's step: server-side work of the round (e.g. training a global
+        head on uploaded features; write with ``module.set_global_flat``). Default: nothing."""
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    def evaluation_parameters(self, module, global_params: torch.Tensor) -> torch.Tensor:
+        """The flat parameters the *global* evaluation uses (default: the global model)."""
+        return global_params
+
+    def client_evaluation_parameters(
+        self, module, clients: torch.Tensor, global_params: torch.Tensor
+    ) -> torch.Tensor:
+        """``(C, d)`` parameters of each client's *personalised* model, evaluated on its own test
+        split (default: the global model with the client's personal coordinates)."""
+        params = global_params.expand(len(clients), -1).clone()
+        if "personal" in self.state:
+            params[:, self.personal_mask] = self.state.get("personal", clients.to(params.device))
+        return params
 
     # ---- data attacks hook (identity without an attack) -------------------------------------------
     @property

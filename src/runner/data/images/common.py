@@ -18,13 +18,17 @@ __all__ = ["ArraySplits", "CachedTwin"]
 
 @dataclass
 class ArraySplits:
-    """A dataset loaded as tensors: ``x_*`` float32 (normalised), ``y_*`` int64."""
+    """A dataset loaded as tensors: ``x_*`` float32 (normalised), ``y_*`` int64; multi-domain
+    datasets (Digits-5, PACS, ...) also give each sample's domain index (``domain_*`` int64)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     class_names: list[str]
+    domain_train: torch.Tensor | None = None
+    domain_test: torch.Tensor | None = None
+    domain_names: list[str] | None = None
 
 
 class CachedTwin(SharedCachedTwin):

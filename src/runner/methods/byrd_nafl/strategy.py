@@ -108,9 +108,9 @@ class ByrdNAFL(RobustStrategy):
             self.state.add("momentum", (initial.numel(),), 0.0, dtype=initial.dtype)
 
     def client_messages(
-        self, plan: RoundPlan, rows: torch.Tensor, pseudo_grads: torch.Tensor
+        self, plan: RoundPlan, rows: torch.Tensor, pseudo_grads: torch.Tensor, result=None
     ) -> torch.Tensor:
-        grads = super().client_messages(plan, rows, pseudo_grads)
+        grads = super().client_messages(plan, rows, pseudo_grads, result)
         if "momentum" not in self.state:
             return grads
         clients = plan.clients[rows]

@@ -2,6 +2,11 @@
 
 None keeps running statistics (BatchNorm's buffers would make a client depend on more than its
 parameters and break ``torch.func.vmap``): the CNN normalises with GroupNorm.
+
+Every model ends in a linear ``classifier`` (the name personalised methods use to keep the head
+personal, e.g. FedPer / FedRep: ``personal_parameters: [classifier]``) and takes
+``forward(x, return_features=True)`` → ``(logits, features)``, the classifier's input (prototype and
+feature-level methods: FedProto, FedPall, FedSM, MOON).
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ class LogisticRegression(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(int(in_features), int(num_classes))
+        self.classifier = nn.Linear(int(in_features), int(num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        features = x.flatten(1)
+        logits = self.classifier(features)
+        return (logits, features) if return_features else logits
 
 
 class MLP(nn.Module):
@@ -33,11 +40,13 @@ class MLP(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, int(h)), nn.ReLU()]
             width = int(h)
-        layers.append(nn.Linear(width, int(num_classes)))
-        self.layers = nn.Sequential(*layers)
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, int(num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x.flatten(1))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        features = self.body(x.flatten(1))
+        logits = self.classifier(features)
+        return (logits, features) if return_features else logits
 
 
 class SmallCNN(nn.Module):
@@ -71,8 +80,10 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
             nn.Linear(c2 * side * side, int(hidden)),
             nn.ReLU(),
-            nn.Linear(int(hidden), int(num_classes)),
         )
+        self.classifier = nn.Linear(int(hidden), int(num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        features = self.head(self.features(x))
+        logits = self.classifier(features)
+        return (logits, features) if return_features else logits

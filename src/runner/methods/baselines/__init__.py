@@ -1,0 +1,1 @@
+"""Baseline FL strategies shared by the federated methods (one module per baseline)."""
