@@ -129,3 +129,67 @@ def test_bulyan_and_krum_without_byzantine_clients():
     assert agg.bulyan(stack, f=0).shape == (4,)
     assert agg.krum_scores(agg.pairwise_sq_distances(stack[:1]), 0).tolist() == [0.0]
     assert agg.krum_scores(agg.pairwise_sq_distances(stack[:2]), 0).shape == (2,)
+
+
+@pytest.mark.parametrize("n", [11, 12])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_blocked_host_sort_matches_torch_path(monkeypatch, n, dtype):
+    """The CPU path (NumPy sort over blocks of columns) against the torch path (used on GPUs), with
+    blocks of a few columns so that block edges and a ragged last block are exercised."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 53, generator=g, dtype=torch.float64).to(dtype)
+    x[:2] *= 30.0
+    x[3, 5] = float("nan")  # one NaN: the median is NaN there, the trimmed mean trims it
+    f = 2
+    rules = {
+        "median": lambda s: agg.coordinate_median(s, f),
+        "trimmed_mean": lambda s: agg.trimmed_mean(s, f),
+        "bulyan": lambda s: agg.bulyan(s[:, 6:], f),  # NaN-free columns: NaN poisons the distances
+    }
+    monkeypatch.setattr(agg, "_BLOCK_BYTES", 7 * n * x.element_size())
+    assert agg._sorts_on_host(x)
+    blocked = {name: rule(x) for name, rule in rules.items()}
+    monkeypatch.setattr(agg, "_sorts_on_host", lambda stack: False)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for name, rule in rules.items():
+        expected = rule(x)
+        assert blocked[name].dtype == dtype, name
+        assert torch.allclose(blocked[name], expected, atol=tol, rtol=tol, equal_nan=True), name
+    assert torch.isnan(blocked["median"][5]) and not torch.isnan(blocked["trimmed_mean"][5])
+
+
+def test_rules_do_not_read_tensors_on_the_host(monkeypatch):
+    """No ``.item()`` / ``bool()`` / ``float()`` / ``int()`` / ``.tolist()`` in the rules (each one is a
+    GPU → host sync); the geometric median reads its convergence flag once per ``check_every``."""
+    x = torch.randn(13, 40, generator=torch.Generator().manual_seed(1))
+    reads = []
+
+    def read(name):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, **kwargs):
+            reads.append(name)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        read(name)
+    for name, rule in agg.AGGREGATORS.items():
+        if name != "geometric_median":
+            rule.fn(x, 2)
+    agg.nearest_neighbor_mixing(x, 2)
+    agg.bucketing(x, 2, bucket_size=3)
+    agg.centered_clipping(x, 2, iters=3, center=x[0])
+    assert reads == []
+    agg.geometric_median(x, 2, max_iter=40, tol=-1.0, check_every=10)  # never converges
+    assert len(reads) == 4
+
+
+def test_geometric_median_checks_rarely_but_stops_where_a_per_iteration_check_does():
+    x = torch.randn(15, 30, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    x[:3] += 10.0
+    for max_iter in (1, 7, 80):
+        every = agg.geometric_median(x, 3, max_iter=max_iter, tol=1e-5, check_every=1)
+        rarely = agg.geometric_median(x, 3, max_iter=max_iter, tol=1e-5, check_every=25)
+        assert torch.equal(every, rarely)

@@ -8,7 +8,12 @@ Distance-based rules (Krum, Multi-Krum, Bulyan, NNM, geometric median) work on t
 matrix ``X Xᵀ`` of the centred stack, computed once: at ``n = 100``, ``d = 10⁶`` one Gram matrix
 costs about as much as two passes over the stack, and every later step is ``O(n²)``. The geometric
 median runs Weiszfeld's iterations entirely in coefficient space (``z = Xᵀc``), materialising ``z``
-only at the end.
+only at the end. Coordinate-wise rules (median, trimmed mean, Bulyan's last step) sort each
+coordinate's ``n`` values; on CPU through NumPy's vectorised sort over cache-sized blocks of columns
+(see :func:`_blocked_sorted_reduce`).
+
+No rule reads a tensor on the host (a GPU would wait for it) except the geometric median, which reads
+its convergence flag once every ``check_every`` iterations.
 
 :data:`AGGREGATORS` maps config names to :class:`AggregationRule` (function + Byzantine bound);
 :data:`PRE_AGGREGATORS` maps names to pre-aggregation functions.
@@ -37,6 +42,7 @@ __all__ = [
     "bucketing",
     "bulyan",
     "centered_clipping",
+    "centred_gram",
     "check_byzantine_bound",
     "coordinate_median",
     "geometric_median",
@@ -52,10 +58,28 @@ __all__ = [
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+def centred_gram(stack: torch.Tensor) -> torch.Tensor:
+    """``(n, n)`` Gram matrix ``(X − 1μᵀ)(X − 1μᵀ)ᵀ`` of the mean-centred stack (centring keeps the
+    float32 cancellation of ``‖xᵢ‖² + ‖xⱼ‖² − 2xᵢ·xⱼ`` small when the messages share a large mean).
+
+    Accumulated over blocks of columns centred in a small reused buffer: no ``(n, d)`` copy.
+    """
+    n, d = stack.shape
+    shift = mean(stack)
+    gram = stack.new_zeros(n, n)
+    block = max(1, 4 * _BLOCK_BYTES // (n * stack.element_size()))
+    buffer = stack.new_empty(n, min(block, d))
+    for start in range(0, d, block):
+        stop = min(start + block, d)
+        centred = buffer[:, : stop - start]
+        torch.sub(stack[:, start:stop], shift[start:stop], out=centred)
+        gram.addmm_(centred, centred.T)
+    return gram
+
+
 def pairwise_sq_distances(stack: torch.Tensor) -> torch.Tensor:
     """``(n, n)`` squared Euclidean distances via the Gram matrix of the mean-centred stack."""
-    centred = stack - stack.mean(dim=0, keepdim=True)
-    gram = centred @ centred.T
+    gram = centred_gram(stack)
     sq = gram.diagonal()
     return (sq[:, None] + sq[None, :] - 2 * gram).clamp_min_(0.0).fill_diagonal_(0.0)
 
@@ -216,9 +240,7 @@ def geometric_median(
     if weights is not None:
         alpha = weights.to(device=stack.device, dtype=torch.float64)
     alpha = alpha / alpha.sum()
-    shift = stack.mean(dim=0, keepdim=True)
-    centred = stack - shift
-    gram = (centred @ centred.T).to(torch.float64)
+    gram = centred_gram(stack).to(torch.float64)
     diag = gram.diagonal()
     coeff = alpha.clone()
     previous = torch.full((), math.inf, dtype=torch.float64, device=stack.device)
@@ -233,7 +255,7 @@ def geometric_median(
         previous = objective
         if (step + 1) % check_every == 0 and bool(done):
             break
-    return coeff.to(stack.dtype) @ centred + shift.squeeze(0)
+    return coeff.to(stack.dtype) @ stack  # Σc = 1: the centring cancels
 
 
 def centered_clipping(
