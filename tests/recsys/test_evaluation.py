@@ -110,11 +110,14 @@ def test_chunked_device_evaluation_matches_brute_force(tiny_dm, stage):
         assert results[f"{prefix}/ndcg@{k}"] == pytest.approx(ndcg, abs=1e-5)
 
 
-def test_negatives_avoid_training_items(tiny_dm):
+@pytest.mark.parametrize("bitmap", [True, False])  # dense bitmap / binary search in the sorted keys
+def test_negatives_avoid_training_items(tiny_dm, bitmap):
     module = RecommenderModule(MostPop(**tiny_dm.network_kwargs()), tiny_dm.num_users, tiny_dm.num_items)
+    module.BITMAP_MAX_CELLS = 2**25 if bitmap else 0
     module.trainer = quiet_trainer()
     module.trainer.datamodule = tiny_dm
     train = module._part("train")
+    assert (module._train_bitmap is not None) == bitmap
     torch.manual_seed(0)
     users = train.users.repeat(20)
     negatives = module.sample_negatives(users)

@@ -198,3 +198,66 @@ def test_unknown_contrastive_reduction_is_a_user_error():
     x = torch.randn(4, 3)
     with pytest.raises(UserError, match="one of sum, mean"):
         info_nce(x, x, x, temperature=0.2, reduction="summ")
+
+
+def _reference_nlgcl(user_layers, item_layers, users, items, tau, scope):
+    """The card's terms with the plain batch InfoNCE (autograd through info_nce)."""
+    cl_u = cl_i = 0.0
+    for layer in range(1, len(user_layers)):
+        prev_u, prev_i = user_layers[layer - 1][users], item_layers[layer - 1][items]
+        both = torch.cat([prev_u, prev_i])
+        cl_u = cl_u + info_nce(item_layers[layer][items], prev_u, both if scope == "entire" else prev_u, tau)
+        cl_i = cl_i + info_nce(user_layers[layer][users], prev_i, both if scope == "entire" else prev_i, tau)
+    return cl_u, cl_i
+
+
+@pytest.mark.parametrize("scope", ["heterogeneous", "entire"])
+@pytest.mark.parametrize("dedupe", [True, False])
+@pytest.mark.parametrize("tau", [0.1, 0.02])  # 0.02: 1/τ > 30, the row-maximum shift
+def test_fused_nlgcl_values_and_gradients_equal_autograd(scope, dedupe, tau):
+    torch.manual_seed(3)
+    user_layers = [torch.randn(30, 6, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    item_layers = [torch.randn(20, 6, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    with torch.no_grad():
+        user_layers[1][4] = 0.0  # a zero row: F.normalize's clamped branch
+    users, items = torch.randint(0, 30, (120,)), torch.randint(0, 20, (120,))
+    weights = (0.7, 1.9)  # distinct upstream gradients of the two terms
+    got = neighbour_layer_losses(user_layers, item_layers, users, items, tau, scope, dedupe=dedupe)
+    got_grads = torch.autograd.grad(weights[0] * got[0] + weights[1] * got[1], user_layers + item_layers)
+    want = _reference_nlgcl(user_layers, item_layers, users, items, tau, scope)
+    want_grads = torch.autograd.grad(weights[0] * want[0] + weights[1] * want[1], user_layers + item_layers)
+    for g, w in zip(got, want, strict=True):
+        assert g.item() == pytest.approx(w.item(), rel=1e-10)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_nlgcl_stacked_tables_and_no_grad():
+    torch.manual_seed(4)
+    stacked_u, stacked_i = torch.randn(3, 8, 5), torch.randn(3, 7, 5)
+    users, items = torch.tensor([0, 3, 3, 7]), torch.tensor([6, 6, 1, 2])
+    lists = neighbour_layer_losses(list(stacked_u), list(stacked_i), users, items, 0.1)
+    with torch.no_grad():
+        stacked = neighbour_layer_losses(stacked_u, stacked_i, users, items, 0.1)
+    for a, b in zip(lists, stacked, strict=True):
+        assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_masked_distinct_info_nce_equals_the_unique_rows(reduction):
+    from runner.models.recsys.graph_cl import distinct_info_nce, first_occurrence
+
+    torch.manual_seed(5)
+    ids = torch.randint(0, 15, (60,))
+    keep = first_occurrence(ids)
+    assert keep.sum().item() == ids.unique().numel()
+    assert sorted(ids[keep].tolist()) == ids.unique().tolist()
+    x1 = torch.randn(15, 4, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(15, 4, dtype=torch.float64, requires_grad=True)
+    unique = distinct_info_nce(x1, x2, ids, 0.2, reduction, dedupe=True)
+    masked = distinct_info_nce(x1, x2, ids, 0.2, reduction, dedupe=False)  # the CUDA path
+    assert masked.item() == pytest.approx(unique.item(), rel=1e-12)
+    grads_unique = torch.autograd.grad(unique, (x1, x2))
+    grads_masked = torch.autograd.grad(masked, (x1, x2))
+    for a, b in zip(grads_unique, grads_masked, strict=True):
+        torch.testing.assert_close(a, b)

@@ -201,3 +201,29 @@ def test_datamodule_exposes_sizes_graph_and_index_range_batches(tmp_path):
     assert [b["start"] for b in dm.val_dataloader()] == [0, 16, 32, 48]
     total = sum(p.shape[1] for p in dm.split.parts.values())
     assert abs(dm.split.val.shape[1] / total - 0.1) < 0.05
+
+
+def test_ddp_evaluation_chunks_cover_every_user_once(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.fabric.utilities.data import has_iterable_dataset
+
+    twin = RecsysTwin(
+        "toy", num_users=50, num_items=40, num_communities=3, interactions_per_user=10, min_interactions=5
+    )
+    dm = RecsysDataModule(
+        "toy", synthetic=True, synthetic_root=str(tmp_path / "t"), twin=twin, eval_batch_users=7
+    )
+    single = list(dm.val_dataloader())
+    assert not has_iterable_dataset(dm.val_dataloader())
+    covered = []
+    for rank in range(3):  # 8 chunks over 3 ranks: 3 + 3 + 2, no padding with repeated chunks
+        dm.trainer = SimpleNamespace(world_size=3, global_rank=rank)
+        loader = dm.test_dataloader()
+        assert has_iterable_dataset(loader)  # Lightning then injects no DistributedSampler
+        chunks = list(loader)
+        assert len(chunks) == len(loader.dataset)
+        covered += chunks
+    assert sorted(covered, key=lambda b: b["start"]) == single
+    users = [u for b in covered for u in range(b["start"], b["end"])]
+    assert sorted(users) == list(range(dm.num_users))

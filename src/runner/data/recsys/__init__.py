@@ -1,6 +1,6 @@
 """Recommendation data: RecBole atomic / LightGCN readers, filters, per-user split, synthetic twin."""
 
-from runner.data.recsys.datamodule import RangeBatches, RecsysDataModule, RecsysSplit
+from runner.data.recsys.datamodule import RangeBatches, RankRangeBatches, RecsysDataModule, RecsysSplit
 from runner.data.recsys.readers import (
     Interactions,
     filter_by_rating,
@@ -14,6 +14,7 @@ from runner.data.recsys.synthetic import RecsysTwin
 __all__ = [
     "Interactions",
     "RangeBatches",
+    "RankRangeBatches",
     "RecsysDataModule",
     "RecsysSplit",
     "RecsysTwin",

@@ -4,7 +4,7 @@ It reads the data once at construction (RecBole ``.inter`` or LightGCN ``train.t
 applies the card's filters, splits per user 80/10/10 (seeded) and keeps the three parts as tensors.
 Training batches are *index ranges* ``{"start", "end"}`` into a permutation the method draws on the
 device each epoch (no per-sample Python work); evaluation batches are ranges of user ids (chunks
-of the full-sort evaluation).
+of the full-sort evaluation), under DDP dealt out to the ranks without repeats (RankRangeBatches).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from runner.data.recsys.readers import (
     Interactions,
@@ -33,7 +33,7 @@ from runner.errors import invalid_value, missing_dataset_root
 
 log = logging.getLogger("runner.data")
 
-__all__ = ["RecsysSplit", "RecsysDataModule", "RangeBatches"]
+__all__ = ["RecsysSplit", "RecsysDataModule", "RangeBatches", "RankRangeBatches"]
 
 FORMATS = ("atomic", "lightgcn")
 
@@ -85,6 +85,24 @@ class RangeBatches(Dataset):
         if not 0 <= b < len(self):
             raise IndexError(b)
         return {"start": b * self.size, "end": min((b + 1) * self.size, self.total)}
+
+
+class RankRangeBatches(IterableDataset):
+    """The batches ``rank, rank + world, ...`` of :class:`RangeBatches`: under DDP every rank evaluates
+    its own users and each user exactly once. An iterable dataset, so Lightning injects no
+    ``DistributedSampler`` (which pads the last ranks with repeated batches, i.e. counts some users
+    twice); the metric sums are then reduced over the ranks by torchmetrics."""
+
+    def __init__(self, total: int, size: int, rank: int, world_size: int):
+        self.batches = RangeBatches(total, size)
+        self.rank, self.world_size = int(rank), int(world_size)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.batches), self.world_size))
+
+    def __iter__(self):
+        for b in range(self.rank, len(self.batches), self.world_size):
+            yield self.batches[b]
 
 
 class RecsysDataModule(L.LightningDataModule):
@@ -223,8 +241,16 @@ class RecsysDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(RangeBatches(self.split.train.shape[1], self.batch_size))
 
+    def _eval_batches(self) -> Dataset:
+        """User chunks of the full-sort evaluation; split over the ranks under DDP (see RankRangeBatches)."""
+        trainer = getattr(self, "trainer", None)
+        world_size = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+        if world_size > 1:
+            return RankRangeBatches(self.num_users, self.eval_batch_users, trainer.global_rank, world_size)
+        return RangeBatches(self.num_users, self.eval_batch_users)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(RangeBatches(self.num_users, self.eval_batch_users))
+        return self._loader(self._eval_batches())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(RangeBatches(self.num_users, self.eval_batch_users))
+        return self._loader(self._eval_batches())

@@ -37,14 +37,25 @@ def info_nce(
     candidates: torch.Tensor,
     temperature: float,
     reduction: str = "sum",
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """InfoNCE with cosine similarity; ``reduction`` over anchors: ``sum`` or ``mean``."""
+    """InfoNCE with cosine similarity; ``reduction`` over anchors: ``sum`` or ``mean``.
+
+    ``keep`` (bool per row; anchors and candidates are then the same ``n`` rows of a batch): only
+    these rows count, as anchors and as candidates -- the InfoNCE of ``anchor[keep]`` etc. computed
+    without a data-dependent shape (no host sync on CUDA).
+    """
     if reduction not in ("sum", "mean"):
         raise invalid_value("model.cl_reduction / model.ssl_reduction", reduction, "one of sum, mean")
     anchor = F.normalize(anchor, dim=-1)
     positive = F.normalize(positive, dim=-1)
     candidates = F.normalize(candidates, dim=-1)
     pos = (anchor * positive).sum(-1) / temperature
-    total = torch.logsumexp(anchor @ candidates.T / temperature, dim=-1)
-    loss = total - pos
-    return loss.sum() if reduction == "sum" else loss.mean()
+    logits = anchor @ candidates.T / temperature
+    if keep is not None:
+        logits = logits.masked_fill(~keep[None, :], float("-inf"))
+    loss = torch.logsumexp(logits, dim=-1) - pos
+    if keep is None:
+        return loss.sum() if reduction == "sum" else loss.mean()
+    total = torch.where(keep, loss, 0.0).sum()
+    return total if reduction == "sum" else total / keep.sum()

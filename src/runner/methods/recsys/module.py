@@ -4,7 +4,8 @@
   ``{"start", "end"}`` from :class:`runner.data.recsys.RecsysDataModule` selects a slice of it, the
   (user, positive) pairs are gathered on the device and one uniform negative per positive is drawn
   on the device, rejecting the user's training items (RecBole's uniform sampler) with a fixed
-  number of vectorised redraws -- no per-sample Python loop, no host sync.
+  number of vectorised redraws (membership: a dense user x item bitmap when small, else a binary
+  search in the sorted training keys) -- no per-sample Python loop, no host sync.
 * Loss: the recommender's named terms (BPR, reg, contrastive ones), summed; each term is logged.
 * Evaluation (val each epoch, test at the end): the final embeddings are computed once, then per
   chunk of users ``scores = U[chunk] @ I.T`` → training items (+ validation items for test) set to
@@ -22,7 +23,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from runner.metrics.ranking import RankingMetrics
+from runner.metrics.ranking import RankingMetrics, topk_hits
 
 __all__ = ["RecommenderModule"]
 
@@ -56,6 +57,10 @@ class RecommenderModule(L.LightningModule):
         negative_redraws: redraws of negatives that hit a training item (each a vectorised pass).
         mask_validation_in_test: also exclude validation items from the test ranking (RecBole).
     """
+
+    # membership of (user, item) in the training set: a dense bitmap up to this many cells (32 MB of
+    # bool; the twins), else a binary search in the sorted keys (e.g. Yelp's 1.4e9 cells)
+    BITMAP_MAX_CELLS = 2**25
 
     def __init__(
         self,
@@ -98,18 +103,28 @@ class RecommenderModule(L.LightningModule):
             split = self.trainer.datamodule.split
             self._parts = {n: _Part(p, self.num_users, self.device) for n, p in split.parts.items()}
             train = self._parts["train"]
-            self._train_keys = torch.sort(train.users * self.num_items + train.items).values
+            keys = train.users * self.num_items + train.items
+            self._train_keys = torch.sort(keys).values
+            self._train_bitmap = None
+            if self.num_users * self.num_items <= self.BITMAP_MAX_CELLS:
+                self._train_bitmap = torch.zeros(
+                    self.num_users * self.num_items, dtype=torch.bool, device=keys.device
+                )
+                self._train_bitmap[keys] = True
             self._parts_device = self.device
         return self._parts[name]
 
     def sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
         """One uniform item per user, redrawn (vectorised) while it is one of the user's training items."""
-        keys = self._train_keys
+        keys, bitmap = self._train_keys, self._train_bitmap
         neg = torch.randint(0, self.num_items, users.shape, device=users.device)
         for _ in range(self.negative_redraws):
             query = users * self.num_items + neg
-            where = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
-            seen = keys[where] == query
+            if bitmap is not None:
+                seen = bitmap[query]
+            else:
+                where = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
+                seen = keys[where] == query
             neg = torch.where(seen, torch.randint_like(neg, 0, self.num_items), neg)
         return neg
 
@@ -169,8 +184,7 @@ class RecommenderModule(L.LightningModule):
         rows, cols = self._part(target).rows(start, end)
         relevant = torch.zeros_like(scores, dtype=torch.bool)
         relevant[rows, cols] = True
-        top = torch.topk(scores, min(max(self.topks), self.num_items), dim=1).indices
-        metrics.update(relevant.gather(1, top), self._part(target).counts[start:end])
+        metrics.update(topk_hits(scores, relevant, max(self.topks)), self._part(target).counts[start:end])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate_chunk(batch, "val", ("train",), self.val_metrics)

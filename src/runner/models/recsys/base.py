@@ -10,6 +10,8 @@ Interface of a recommender (``nn.Module``):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -22,8 +24,9 @@ def normalized_adjacency(
     train_graph: torch.Tensor, num_users: int, num_items: int, keep: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``D^-1/2 A D^-1/2`` of the user-item bipartite graph, no self-loops (LightGCN, eq. 7), as a
-    coalesced sparse COO matrix over ``num_users + num_items`` nodes (users first). COO, not CSR:
-    on CPU ``torch.sparse.mm`` with COO measured ~1.6x faster than with CSR here (2 cores).
+    sparse CSR matrix over ``num_users + num_items`` nodes (users first; duplicate edges summed).
+    CSR, not COO: with torch 2.14 on CPU (1 thread) ``torch.sparse.mm`` of the twin's graph (71k
+    non-zeros, d = 64) took 0.37 ms with CSR and 2.1 ms with COO.
 
     ``keep`` (bool per training edge) drops edges before normalising (SGL edge dropout).
     """
@@ -34,10 +37,14 @@ def normalized_adjacency(
     rows = torch.cat([users, items + num_users])
     cols = torch.cat([items + num_users, users])
     degree = torch.bincount(rows, minlength=n).float()
-    inv_sqrt = degree.pow(-0.5)
-    inv_sqrt[degree == 0] = 0.0
+    inv_sqrt = torch.where(degree > 0, degree.pow(-0.5), 0.0)  # no boolean-mask write: no host sync
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), values, (n, n), check_invariants=False
+    ).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": used here for sparse.mm only
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
 
 
 class _SymmetricSparseMatmul(torch.autograd.Function):

@@ -2,6 +2,8 @@
 
 Defaults follow RecBole-GNN's model configs (the code base of the NLGCL release); where a value is
 not there, the baseline paper's. Every contrastive term is returned as a named, weighted loss term.
+Each model takes its own arguments and passes the rest (``**backbone``: ``embedding_size``,
+``n_layers``, ``reg_weight``, ``require_pow``) to :class:`GraphRecommender`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,36 @@ from runner.errors import invalid_value
 from runner.methods.recsys.losses import info_nce
 from runner.models.recsys.base import GraphRecommender, normalized_adjacency, symmetric_spmm
 
-__all__ = ["LightGCN", "SGL", "SimGCL", "XSimGCL", "NCL", "kmeans"]
+__all__ = ["LightGCN", "SGL", "SimGCL", "XSimGCL", "NCL", "kmeans", "first_occurrence", "distinct_info_nce"]
+
+
+def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
+    """``bool [B]``: whether ``ids[b]`` is the first occurrence of its value (sort-based, no host sync)."""
+    sorted_ids, order = torch.sort(ids, stable=True)
+    first_sorted = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first_sorted[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return torch.empty_like(first_sorted).scatter_(0, order, first_sorted)
+
+
+def distinct_info_nce(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    ids: torch.Tensor,
+    temperature: float,
+    reduction: str,
+    dedupe: bool | None = None,
+) -> torch.Tensor:
+    """InfoNCE between the two views ``x1[u]`` / ``x2[u]`` of the batch's *distinct* ids ``u``
+    (candidates: ``x2`` of the same distinct ids; RecBole-GNN's ``torch.unique``). ``dedupe`` (default:
+    on CPU) gathers the distinct rows with ``torch.unique``, which waits for the device; otherwise
+    (CUDA) all ``B`` rows are used with the repeats masked out as anchors and candidates -- the same
+    value, no host sync."""
+    if dedupe is None:
+        dedupe = ids.device.type == "cpu"
+    if dedupe:
+        distinct = torch.unique(ids)
+        return info_nce(x1[distinct], x2[distinct], x2[distinct], temperature, reduction)
+    return info_nce(x1[ids], x2[ids], x2[ids], temperature, reduction, keep=first_occurrence(ids))
 
 
 class LightGCN(GraphRecommender):
@@ -38,16 +69,13 @@ class SGL(GraphRecommender):
         num_users,
         num_items,
         train_graph,
-        embedding_size: int = 64,
-        n_layers: int = 2,
-        reg_weight: float = 1e-4,
-        require_pow: bool = False,
         ssl_tau: float = 0.2,
         ssl_weight: float = 0.1,
         drop_ratio: float = 0.1,
         ssl_reduction: str = "mean",
+        **backbone,
     ):
-        super().__init__(num_users, num_items, train_graph, embedding_size, n_layers, reg_weight, require_pow)
+        super().__init__(num_users, num_items, train_graph, **backbone)
         self.ssl_tau = float(ssl_tau)
         self.ssl_weight = float(ssl_weight)
         self.drop_ratio = float(drop_ratio)
@@ -89,16 +117,13 @@ class SimGCL(GraphRecommender):
         num_users,
         num_items,
         train_graph,
-        embedding_size: int = 64,
-        n_layers: int = 2,
-        reg_weight: float = 1e-4,
-        require_pow: bool = False,
         cl_rate: float = 0.5,
         eps: float = 0.1,
         temperature: float = 0.2,
         cl_reduction: str = "mean",
+        **backbone,
     ):
-        super().__init__(num_users, num_items, train_graph, embedding_size, n_layers, reg_weight, require_pow)
+        super().__init__(num_users, num_items, train_graph, **backbone)
         self.cl_rate = float(cl_rate)
         self.eps = float(eps)
         self.temperature = float(temperature)
@@ -117,15 +142,15 @@ class SimGCL(GraphRecommender):
     def readout(self, layers: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(layers[1:]).mean(0)
 
-    def cl(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        return info_nce(x1, x2, x2, self.temperature, self.cl_reduction)
+    def cl(self, x1: torch.Tensor, x2: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """InfoNCE between the views of the batch's distinct ids (:func:`distinct_info_nce`)."""
+        return distinct_info_nce(x1, x2, ids, self.temperature, self.cl_reduction)
 
     def loss_terms(self, users, pos_items, neg_items, epoch: int = 0) -> dict[str, torch.Tensor]:
         terms = self.bpr_and_reg(self.readout(self.propagate()), users, pos_items, neg_items)
         u1, i1 = self.split(self.readout(self.propagate(perturbed=True)))
         u2, i2 = self.split(self.readout(self.propagate(perturbed=True)))
-        uu, ui = torch.unique(users), torch.unique(pos_items)
-        terms["cl"] = self.cl_rate * (self.cl(u1[uu], u2[uu]) + self.cl(i1[ui], i2[ui]))
+        terms["cl"] = self.cl_rate * (self.cl(u1, u2, users) + self.cl(i1, i2, pos_items))
         return terms
 
 
@@ -141,28 +166,16 @@ class XSimGCL(SimGCL):
         num_users,
         num_items,
         train_graph,
-        embedding_size: int = 64,
-        n_layers: int = 2,
-        reg_weight: float = 1e-4,
-        require_pow: bool = True,
         cl_rate: float = 0.1,
         eps: float = 0.2,
         temperature: float = 0.2,
         layer_cl: int = 1,
         cl_reduction: str = "mean",
+        **backbone,
     ):
+        backbone.setdefault("require_pow", True)  # RecBole-GNN XSimGCL.yaml
         super().__init__(
-            num_users,
-            num_items,
-            train_graph,
-            embedding_size,
-            n_layers,
-            reg_weight,
-            require_pow,
-            cl_rate,
-            eps,
-            temperature,
-            cl_reduction,
+            num_users, num_items, train_graph, cl_rate, eps, temperature, cl_reduction, **backbone
         )
         self.layer_cl = int(layer_cl)
 
@@ -172,8 +185,7 @@ class XSimGCL(SimGCL):
         terms = self.bpr_and_reg(final, users, pos_items, neg_items)
         u, i = self.split(final)
         u_cl, i_cl = self.split(layers[self.layer_cl])
-        uu, ui = torch.unique(users), torch.unique(pos_items)
-        terms["cl"] = self.cl_rate * (self.cl(u[uu], u_cl[uu]) + self.cl(i[ui], i_cl[ui]))
+        terms["cl"] = self.cl_rate * (self.cl(u, u_cl, users) + self.cl(i, i_cl, pos_items))
         return terms
 
 
@@ -216,10 +228,6 @@ class NCL(GraphRecommender):
         num_users,
         num_items,
         train_graph,
-        embedding_size: int = 64,
-        n_layers: int = 3,
-        reg_weight: float = 1e-4,
-        require_pow: bool = False,
         ssl_temp: float = 0.1,
         ssl_reg: float = 1e-7,
         alpha: float = 1.0,
@@ -228,8 +236,10 @@ class NCL(GraphRecommender):
         hyper_layers: int = 1,
         warm_up_epochs: int = 20,
         kmeans_iterations: int = 20,
+        **backbone,
     ):
-        super().__init__(num_users, num_items, train_graph, embedding_size, n_layers, reg_weight, require_pow)
+        backbone.setdefault("n_layers", 3)  # RecBole-GNN NCL.yaml
+        super().__init__(num_users, num_items, train_graph, **backbone)
         if 2 * int(hyper_layers) > self.n_layers:
             raise invalid_value(
                 "model.hyper_layers", hyper_layers, f"at most n_layers / 2 = {self.n_layers // 2} (NCL)"
