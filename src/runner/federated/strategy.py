@@ -96,7 +96,9 @@ class Strategy(nn.Module):
             )
         self.register_buffer("personal_mask", personal_mask.clone(), persistent=False)
         if bool(personal_mask.any()):
-            self.state.add("personal", (int(personal_mask.sum()),), initial[personal_mask])
+            self.state.add(
+                "personal", (int(personal_mask.sum()),), initial[personal_mask], dtype=initial.dtype
+            )
 
     @property
     def participants(self) -> int:

@@ -71,8 +71,22 @@ def retrain_linear_classifier(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
 ) -> nn.Linear:
-    """A fresh ``nn.Linear(d, C)`` trained by SGD (momentum 0.9) with cross-entropy on ``features``."""
-    classifier = nn.Linear(features.shape[1], num_classes).to(features.device)
+    """A fresh ``nn.Linear(d, C)`` trained by SGD (momentum 0.9) with cross-entropy on ``features``.
+
+    With a ``generator`` the initial weights and the minibatch order are drawn from it (no global RNG),
+    so the retraining is a function of its inputs and the generator's seed."""
+    d = features.shape[1]
+    if generator is None:
+        classifier = nn.Linear(d, num_classes).to(features.device, features.dtype)
+    else:  # nn.Linear's U(±1/√d) init drawn from ``generator``, leaving the global RNG untouched
+        classifier = nn.Linear(d, num_classes, device="meta").to_empty(device=features.device)
+        classifier = classifier.to(features.dtype)
+        with torch.no_grad():
+            for param in classifier.parameters():
+                init = torch.empty(param.shape, dtype=torch.float64).uniform_(
+                    -(d**-0.5), d**-0.5, generator=generator
+                )
+                param.copy_(init.to(param.dtype))
     optimizer = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=0.9)
     n = features.shape[0]
     for _ in range(epochs):
