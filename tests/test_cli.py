@@ -63,3 +63,10 @@ def test_full_error_shows_traceback(tmp_path, monkeypatch):
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def test_method_without_experiment_is_one_line(tmp_path, data_dir):
+    result = run_cli(["method=ccd"], tmp_path, data_dir=data_dir)
+    assert result.returncode == 2
+    assert "method=ccd needs an experiment" in result.stderr
+    assert "Traceback" not in result.stderr

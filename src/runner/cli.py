@@ -58,6 +58,25 @@ def check_group_choices(argv: list[str]) -> None:
                 raise UserError(f"unknown {noun} '{name}'; valid: {', '.join(options)}")
 
 
+DEFAULT_EXPERIMENT = "dual_teacher_hmdb_twin"
+
+
+def check_method_without_experiment(argv: list[str]) -> None:
+    """``method=<m>`` with no ``experiment=`` lands on the default dual-teacher experiment, which pins
+    a ViT-teacher entry only the distillation methods have: say so in one line."""
+    chosen = dict(arg.split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
+    method = chosen.get("method")
+    if method is None or "experiment" in chosen or "," in method:
+        return
+    method_file = config_root() / "method" / f"{method}.yaml"
+    text = method_file.read_text() if method_file.is_file() else ""
+    if text and "teachers" not in text and "dual_teacher" not in text:
+        raise UserError(
+            f"method={method} needs an experiment: the default one ({DEFAULT_EXPERIMENT}) is dual-teacher "
+            f"distillation; add experiment=<name> (python -m runner experiment=nope lists them)"
+        )
+
+
 def find_user_error(err: BaseException | None) -> UserError | None:
     """The UserError behind ``err`` (Hydra's instantiate wraps errors raised in constructors)."""
     seen = set()
@@ -114,6 +133,7 @@ def main() -> None:
     """``python -m runner``: check group names, run Hydra, exit 1 if a sweep had failures."""
     try:
         check_group_choices(sys.argv[1:])
+        check_method_without_experiment(sys.argv[1:])
     except UserError as err:
         if _full_error():
             raise

@@ -17,9 +17,9 @@ def test_cached_run_reads_teacher_outputs_from_the_store(make_cfg, monkeypatch):
     original_read = cache_module.TeacherOutputCache.read
     original_run = DualTeacherDistillation._run_teachers
 
-    def counting_read(self, clip_ids, view_index):
+    def counting_read(self, clip_ids, view_index, **kwargs):
         reads.append(len(clip_ids))
-        return original_read(self, clip_ids, view_index)
+        return original_read(self, clip_ids, view_index, **kwargs)
 
     def counting_run(self, batch):
         online.append("view_index" in batch)

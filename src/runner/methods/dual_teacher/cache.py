@@ -182,9 +182,14 @@ class TeacherOutputCache:
         return np.asarray([self.row_of[c] * self.num_views + v for c, v in zip(clip_ids, views, strict=True)])
 
     def read(
-        self, clip_ids: Sequence[str], view_index: Sequence[int] | torch.Tensor
+        self,
+        clip_ids: Sequence[str],
+        view_index: Sequence[int] | torch.Tensor,
+        dtype: torch.dtype = torch.float32,
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{teacher: (logits, features)}`` as float32 CPU tensors (refuses a stale/incomplete store)."""
+        """``{teacher: (logits, features)}`` as CPU tensors of ``dtype`` (float32 by default; bfloat16
+        is the stored precision, half the bytes to move to a device). Refuses a stale/incomplete store.
+        ``view_index`` must be on the CPU (a device tensor would cost a host sync)."""
         if not self._maps:
             if not self.is_valid():
                 raise RuntimeError(f"teacher cache {self.dir} is missing or stale; rebuild it")
@@ -201,7 +206,7 @@ class TeacherOutputCache:
             pair = []
             for kind in ("logits", "features"):
                 bits = torch.from_numpy(np.ascontiguousarray(self._maps[f"{t}.{kind}"][rows]))
-                pair.append(bits.view(torch.bfloat16).float())
+                pair.append(bits.view(torch.bfloat16).to(dtype))
             out[t] = (pair[0], pair[1])
         return out
 
@@ -254,3 +259,23 @@ def collate_with_view_index(samples: Sequence[Mapping[str, Any]]) -> dict[str, A
         [int(s["view_index"]) for s in samples if "corrupt" not in s], dtype=torch.long
     )
     return batch
+
+
+class CachedTeacherCollate:
+    """:func:`collate_with_view_index` plus the teachers' cached outputs for the batch's (clip, view)
+    pairs, ``batch["teacher_outputs"] = {teacher: (logits, features)}`` in bf16.
+
+    The memory-mapped read happens in the DataLoader (its workers, ahead of the training step, with
+    the batch's other tensors pinned and moved by the same transfer): the training step neither
+    reads files nor syncs the host to turn a device tensor of view indices into rows."""
+
+    def __init__(self, cache: TeacherOutputCache):
+        self.cache = cache
+
+    def __call__(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        batch = collate_with_view_index(samples)
+        if batch["video"].shape[0] > 0:
+            batch["teacher_outputs"] = self.cache.read(
+                batch["clip_id"], batch["view_index"], dtype=torch.bfloat16
+            )
+        return batch

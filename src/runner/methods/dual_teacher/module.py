@@ -15,10 +15,15 @@ Teachers: frozen, in eval mode across epochs (``train()`` is overridden), withou
 the optimizer and not in the student's checkpoints (``state_dict`` drops them; the checkpoint
 records each teacher's weight file path and sha256 under ``"teachers"``). A teacher whose
 ``checkpoint`` is null is trained first with the supervised video module and cached
-(:mod:`.teacher_training`). Each teacher reads the batch key of its ``view`` (``video`` or
-``video_<view>``: a temporally subsampled / differently cropped view of the same decoded clip,
-``dataset.views``). ``distill.cache=true`` replaces the online teachers by a memory-mapped store of
-their outputs on K fixed augmented views per clip (:mod:`.cache`).
+(:mod:`.teacher_training`). Each teacher reads the batch key of its
+``view`` (``video`` or ``video_<view>``: a temporally subsampled / differently cropped view of the
+same decoded clip, ``dataset.views``). ``distill.cache=true`` replaces the online teachers by a
+memory-mapped store of their outputs on K fixed augmented views per clip (:mod:`.cache`), read in
+the training loader's workers (:class:`.cache.CachedTeacherCollate`).
+
+Evaluation (val/test accuracy and loss), the per-epoch training accuracy and the optimiser set-up
+are shared with the supervised module (``VideoClassificationModule`` in
+:mod:`runner.methods.video_supervised.module`).
 """
 
 from __future__ import annotations
@@ -28,18 +33,17 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from runner.errors import UserError, invalid_value
-from runner.methods.video_supervised.module import accuracy_metrics
+from runner.methods.video_supervised.module import VideoClassificationModule
 from runner.models.checkpoint import load_local_weights
 
 from .cache import (
+    CachedTeacherCollate,
     FixedViewDataset,
     FixedViewSampler,
     TeacherOutputCache,
@@ -65,7 +69,7 @@ DISTILL_DEFAULTS: dict[str, Any] = {
 }
 
 
-class DualTeacherDistillation(L.LightningModule):
+class DualTeacherDistillation(VideoClassificationModule):
     """Distil frozen teachers into ``student`` with the configured loss terms.
 
     Args:
@@ -110,8 +114,6 @@ class DualTeacherDistillation(L.LightningModule):
         self.settings = settings
         self.num_classes = int(num_classes)
         self.student = student
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
 
         terms = {str(k): v for k, v in dict(settings["terms"] or {}).items() if v is not None}
         for name, term in terms.items():
@@ -170,21 +172,14 @@ class DualTeacherDistillation(L.LightningModule):
                 "teachers": describe_callable(_plain(self.teacher_specs)),
             }
         )
-        self.train_metrics = accuracy_metrics(self.num_classes).clone(prefix="train/")
-        self.val_metrics = accuracy_metrics(self.num_classes).clone(prefix="val/")
-        self.test_metrics = accuracy_metrics(self.num_classes).clone(prefix="test/")
+        self._init_classification(self.num_classes, optimizer, scheduler)
         self.teacher_test_metrics = nn.ModuleDict(
             {n: MulticlassAccuracy(num_classes=self.num_classes, average="micro") for n in self.teachers}
         )
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
 
     # ------------------------------------------------------------------ networks
     def _hook(self, name: str) -> Callable[..., None]:
-        def store(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            self._feature_maps[name] = output
-
-        return store
+        return _StoreOutput(self._feature_maps, name)
 
     def _probe_channels(self, names: list[str]) -> dict[str, int]:
         """Channel width of each hooked student feature map (one dummy forward)."""
@@ -331,19 +326,26 @@ class DualTeacherDistillation(L.LightningModule):
         )
         fixed = FixedViewDataset(dataset, seed)
 
-        def loader(sampler: Any, shuffle_seed: int | None = None) -> DataLoader:
+        def loader(sampler: Any, collate: Callable[..., dict[str, Any]], persistent: bool) -> DataLoader:
             return DataLoader(
                 fixed,
                 batch_size=datamodule.batch_size,
                 sampler=sampler,
                 num_workers=datamodule.num_workers,
                 pin_memory=datamodule.pin_memory,
-                persistent_workers=datamodule.persistent_workers,
-                collate_fn=collate_with_view_index,
+                persistent_workers=persistent and datamodule.persistent_workers,
+                collate_fn=collate,
             )
 
-        self._cache_fill_loader = lambda: loader([(i, v) for i in range(len(dataset)) for v in range(k)])
-        train_loader = loader(FixedViewSampler(len(dataset), k, datamodule.seed))
+        self._cache_fill_loader = lambda: loader(
+            [(i, v) for i in range(len(dataset)) for v in range(k)], collate_with_view_index, False
+        )
+        # the training batches carry their teachers' cached outputs (read in the loader's workers)
+        train_loader = loader(
+            FixedViewSampler(len(dataset), k, datamodule.seed),
+            collate_with_view_index if self._cache is None else CachedTeacherCollate(self._cache),
+            True,
+        )
         datamodule.train_dataloader = lambda: train_loader  # this run's training data: the cached views
 
     def on_fit_start(self) -> None:
@@ -356,8 +358,9 @@ class DualTeacherDistillation(L.LightningModule):
         for batch in self._cache_fill_loader():
             if batch["video"].shape[0] == 0:
                 continue
+            views = batch["view_index"].tolist()  # on the host, before the move to the device
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            writer(batch["clip_id"], batch["view_index"].tolist(), self._run_teachers(batch))
+            writer(batch["clip_id"], views, self._run_teachers(batch))
 
     # ------------------------------------------------------------------ steps
     @torch.no_grad()
@@ -369,9 +372,8 @@ class DualTeacherDistillation(L.LightningModule):
         return out
 
     def _teacher_outputs(self, batch: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        if self._cache is not None and "view_index" in batch:
-            cached = self._cache.read(batch["clip_id"], batch["view_index"])
-            return {n: (z.to(self.device), f.to(self.device)) for n, (z, f) in cached.items()}
+        if "teacher_outputs" in batch:  # cached (CachedTeacherCollate), moved with the batch, bf16
+            return {n: (z.float(), f.float()) for n, (z, f) in batch["teacher_outputs"].items()}
         return self._run_teachers(batch) if self.teachers else {}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -404,29 +406,11 @@ class DualTeacherDistillation(L.LightningModule):
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
         return {"loss": total, "loss_terms": {k: v.detach() for k, v in values.items()}}
 
-    def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
-        self.train_metrics.reset()
-
-    def _eval_step(
-        self, batch: dict[str, Any], metrics: MetricCollection, loss_metric: MeanMetric
-    ) -> torch.Tensor | None:
-        if batch["video"].shape[0] == 0:
-            return None
+    # ------------------------------------------------------------------ evaluation (shared base)
+    def eval_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         logits = self.student(batch["video"])
         self._feature_maps.clear()
-        loss_metric.update(nn.functional.cross_entropy(logits, batch["label"]), weight=logits.shape[0])
-        metrics.update(logits, batch["label"])
         return logits
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics, self.val_loss)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.log("val/loss", self.val_loss.compute())
-        self.val_metrics.reset()
-        self.val_loss.reset()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self._eval_step(batch, self.test_metrics, self.test_loss) is None:
@@ -435,24 +419,28 @@ class DualTeacherDistillation(L.LightningModule):
             self.teacher_test_metrics[name].update(logits, batch["label"])
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.log("test/loss", self.test_loss.compute())
+        super().on_test_epoch_end()
         for name, metric in self.teacher_test_metrics.items():
             self.log(f"test/teacher_{name}_acc", metric.compute())
             metric.reset()
         for key, value in self.reference_results.items():
             self.log(f"test/{key}", value)
-        self.test_metrics.reset()
-        self.test_loss.reset()
 
-    def configure_optimizers(self) -> Any:
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """The student and the training-only term parameters (SDB, projectors); never the teachers."""
         params = [p for p in self.student.parameters() if p.requires_grad]
-        params += [p for p in self.terms.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params=params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return params + [p for p in self.terms.parameters() if p.requires_grad]
+
+
+class _StoreOutput:
+    """Forward hook writing a sub-module's output into ``store[name]``. A class, not a closure, so
+    the module pickles (spawned DDP processes); ``store`` is the module's own ``_feature_maps``."""
+
+    def __init__(self, store: dict[str, torch.Tensor], name: str):
+        self.store, self.name = store, name
+
+    def __call__(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        self.store[self.name] = output
 
 
 def _plain(obj: Any) -> Any:

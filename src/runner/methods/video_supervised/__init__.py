@@ -1,5 +1,5 @@
 """Supervised video classification (cross-entropy), the base of the video experiments."""
 
-from runner.methods.video_supervised.module import VideoClassifier
+from runner.methods.video_supervised.module import VideoClassificationModule, VideoClassifier
 
-__all__ = ["VideoClassifier"]
+__all__ = ["VideoClassificationModule", "VideoClassifier"]
