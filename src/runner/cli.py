@@ -58,7 +58,14 @@ def check_group_choices(argv: list[str]) -> None:
                 raise UserError(f"unknown {noun} '{name}'; valid: {', '.join(options)}")
 
 
-DEFAULT_EXPERIMENT = "dual_teacher_hmdb_twin"
+def default_experiment() -> str:
+    """The experiment ``conf/config.yaml`` picks when the command line names none."""
+    import yaml
+
+    defaults = yaml.safe_load((config_root() / "config.yaml").read_text())["defaults"]
+    return next(
+        entry["experiment"] for entry in defaults if isinstance(entry, dict) and "experiment" in entry
+    )
 
 
 def check_method_without_experiment(argv: list[str]) -> None:
@@ -72,7 +79,7 @@ def check_method_without_experiment(argv: list[str]) -> None:
     text = method_file.read_text() if method_file.is_file() else ""
     if text and "teachers" not in text and "dual_teacher" not in text:
         raise UserError(
-            f"method={method} needs an experiment: the default one ({DEFAULT_EXPERIMENT}) is dual-teacher "
+            f"method={method} needs an experiment: the default one ({default_experiment()}) is dual-teacher "
             f"distillation; add experiment=<name> (python -m runner experiment=nope lists them)"
         )
 
