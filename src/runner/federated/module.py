@@ -211,7 +211,7 @@ class FederatedModule(L.LightningModule):
 
     def _train_distributed(self, training, execution, start, xs, ys, task, world) -> LocalResult:
         rank = self.trainer.global_rank
-        task = task or training._default_task()
+        task = task or training.default_task()
         count = start.shape[0]
         bounds = [count * r // world for r in range(world + 1)]
         mine = slice(bounds[rank], bounds[rank + 1])

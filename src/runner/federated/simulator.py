@@ -216,7 +216,8 @@ class LocalTraining:
             grads = grads + self.weight_decay * params
         return params - self.lr * grads, state
 
-    def _default_task(self) -> LocalTask:
+    def default_task(self) -> LocalTask:
+        """The task of plain local training: ``loss`` (cross-entropy by default) with SGD."""
         return LocalTask(objective=lambda forward, flat, x, y, context: self.loss(forward(flat, x), y))
 
     def vectorized_task(self, start, xs, ys, task: LocalTask) -> LocalResult:
@@ -257,16 +258,16 @@ class LocalTraining:
         return LocalResult((start - final) / self.lr, final, first_loss, tuple(states))
 
     def run_task(self, execution: str, start, xs, ys, task: LocalTask | None = None) -> LocalResult:
-        return getattr(self, f"{execution}_task")(start, xs, ys, task or self._default_task())
+        return getattr(self, f"{execution}_task")(start, xs, ys, task or self.default_task())
 
     def vectorized(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
         """``start (C, d)``, ``xs (C, S, B, ...)``, ``ys (C, S, B)`` → (pseudo-gradients (C, d), first-step losses (C,))."""
-        result = self.vectorized_task(start, xs, ys, self._default_task())
+        result = self.vectorized_task(start, xs, ys, self.default_task())
         return result.pseudo_grads, result.first_loss
 
     def sequential(self, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
         """Same inputs and outputs as :meth:`vectorized`, one client at a time."""
-        result = self.sequential_task(start, xs, ys, self._default_task())
+        result = self.sequential_task(start, xs, ys, self.default_task())
         return result.pseudo_grads, result.first_loss
 
     def run(self, execution: str, start: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
