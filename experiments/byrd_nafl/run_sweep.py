@@ -90,16 +90,11 @@ def one_run(name, datamodule, attack, aggregator, acceleration, seed, spec):
     curve = []
     for r in range(spec["rounds"]):
         try:
-            out = module.run_round(r)
+            module.step_round(r, optimizer)
         except NonFiniteUpdate:  # the attack drove the model to inf/NaN: count as diverged (accuracy 0)
             curve += [(q, 0.0) for q in range(r + 1, spec["rounds"] + 1) if q % spec["eval_every"] == 0]
             DIVERGED.add((name, attack, aggregator, acceleration))
             break
-        optimizer.zero_grad()
-        grads = module.layout.unflatten(out["direction"]).values()
-        for p, g in zip(module.net.parameters(), grads, strict=True):
-            p.grad = g.clone()
-        optimizer.step()
         if (r + 1) % spec["eval_every"] == 0:
             with torch.no_grad():
                 acc = (module.net(x_test).argmax(1) == y_test).float().mean().item()

@@ -116,14 +116,7 @@ def one_run(experiment: str, strategy: str, seed: int, args) -> list[tuple[int, 
     optimizer = module.strategy.configure_server_optimizer(module.net.parameters())
     curve = []
     for r in range(args.rounds):
-        out = module.run_round(r)
-        optimizer.zero_grad()
-        for p, g in zip(
-            module.net.parameters(), module.layout.unflatten(out["direction"]).values(), strict=True
-        ):
-            p.grad = g.to(p.dtype).clone()
-        optimizer.step()
-        module.strategy.server_update(module, r)
+        module.step_round(r, optimizer)
         if (r + 1) % args.eval_every == 0 or r + 1 == args.rounds:
             curve.append((r + 1, module.personalised_accuracy().mean().item()))
     return curve

@@ -137,14 +137,7 @@ def one_run(spec, option, extra, seed, data_dir, out) -> dict:
     optimizer = strategy.configure_server_optimizer(module.net.parameters())
     curve = []
     for r in range(spec["rounds"]):
-        result = module.run_round(r)
-        optimizer.zero_grad()
-        for p, g in zip(
-            module.net.parameters(), module.layout.unflatten(result["direction"]).values(), strict=True
-        ):
-            p.grad = g.to(p.dtype).clone()
-        optimizer.step()
-        strategy.server_update(module, r)
+        module.step_round(r, optimizer)
         if (r + 1) % spec["eval_every"] == 0 or r + 1 == spec["rounds"]:
             acc = module.personalised_accuracy()
             curve.append({"round": r + 1, "mean": float(acc.mean()), "domains": [float(a) for a in acc]})

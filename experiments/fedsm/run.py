@@ -125,14 +125,7 @@ def drive(module, rounds: int, shadows=()):
     strategy = module.strategy
     optimizer = strategy.configure_server_optimizer(module.net.parameters())
     for r in range(rounds):
-        out = module.run_round(r)
-        optimizer.zero_grad()
-        for p, g in zip(
-            module.net.parameters(), module.layout.unflatten(out["direction"]).values(), strict=True
-        ):
-            p.grad = g.clone()
-        optimizer.step()
-        strategy.server_update(module, r)
+        module.step_round(r, optimizer)
         for shadow in shadows:
             shadow.server_update(module, r)
 

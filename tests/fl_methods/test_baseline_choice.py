@@ -7,6 +7,7 @@ import hydra
 import pytest
 
 from runner.federated.strategy import Strategy
+from tests.fl_methods.test_co_pfl_strategy import STRATEGY_CONFIGS as CO_PFL_STRATEGIES
 
 BASELINES = {
     "fedsm_cifar10lt": ["fedsm", "fedsm_no_semantics", "fedavg", "fedprox"],
@@ -27,22 +28,7 @@ BASELINES = {
         ]
         for name in ("digits", "office", "pacs")
     },
-    **{
-        f"co_pfl_{name}": [
-            "co_pfl",
-            "co_pfl_no_contribution",
-            "co_pfl_no_mask",
-            "co_pfl_no_mamo",
-            "co_pfl_layer",
-            "fedavg_ft",
-            "fedper",
-            "fedrep",
-            "ditto",
-            "apfl",
-            "fedala",
-        ]
-        for name in ("cifar10", "cifar10c", "cinic10", "miniimagenet")
-    },
+    **{f"co_pfl_{name}": CO_PFL_STRATEGIES for name in ("cifar10", "cifar10c", "cinic10", "miniimagenet")},
 }
 
 CASES = [(experiment, strategy) for experiment, names in BASELINES.items() for strategy in names]

@@ -74,18 +74,12 @@ def fedpall(**kw) -> FedPall:
 
 def train_step(module: FederatedModule, round_index: int) -> dict:
     """One training step without a Trainer: round, server optimizer step, server hook."""
-    out = module.run_round(round_index)
     optimizer = getattr(module, "_test_optimizer", None)
     if optimizer is None:
         optimizer = module._test_optimizer = module.strategy.configure_server_optimizer(
             module.net.parameters()
         )
-    optimizer.zero_grad()
-    for p, g in zip(module.net.parameters(), module.layout.unflatten(out["direction"]).values(), strict=True):
-        p.grad = g.clone()
-    optimizer.step()
-    module.strategy.server_update(module, round_index)
-    return out
+    return module.step_round(round_index, optimizer)
 
 
 def test_the_extractor_never_leaves_the_client():

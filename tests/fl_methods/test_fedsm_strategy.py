@@ -90,17 +90,12 @@ def make_module(semantic=True, execution="sequential", seed=0, retrain_from_roun
 
 def fedavg_step(module: FederatedModule, round_index: int) -> None:
     """One training step without a Trainer: round, server optimizer step, server hook."""
-    out = module.run_round(round_index)
     optimizer = getattr(module, "_test_optimizer", None)
     if optimizer is None:
         optimizer = module._test_optimizer = module.strategy.configure_server_optimizer(
             module.net.parameters()
         )
-    optimizer.zero_grad()
-    for p, g in zip(module.net.parameters(), module.layout.unflatten(out["direction"]).values(), strict=True):
-        p.grad = g.clone()
-    optimizer.step()
-    module.strategy.server_update(module, round_index)
+    module.step_round(round_index, optimizer)
 
 
 def test_the_retrained_classifier_is_what_evaluation_uses():

@@ -269,10 +269,12 @@ class FederatedModule(L.LightningModule):
         direction = strategy.aggregate_train(plan, stack, self.client_sizes[senders].to(stack.dtype))
         return {"direction": direction, "honest_loss": losses[honest_rows].mean(), "honest": honest}
 
-    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        round_index = self.global_step
+    def step_round(self, round_index: int, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        """One whole round: :meth:`run_round`, the server optimizer's step along the aggregated
+        direction, then the strategy's ``server_update``. The training step runs it with Lightning's
+        optimizer; scripts driving rounds without a Trainer pass
+        ``strategy.configure_server_optimizer(net.parameters())``."""
         out = self.run_round(round_index)
-        optimizer = self.optimizers()
         optimizer.zero_grad()
         for param, grad in zip(
             self.net.parameters(), self.layout.unflatten(out["direction"]).values(), strict=True
@@ -280,6 +282,11 @@ class FederatedModule(L.LightningModule):
             param.grad = grad.to(param.dtype).clone()
         optimizer.step()
         self.strategy.server_update(self, round_index)
+        return out
+
+    def training_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        round_index = self.global_step
+        out = self.step_round(round_index, self.optimizers())
         loss = out["honest_loss"]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
         self.log("fl/direction_norm", out["direction"].norm(), on_step=True, on_epoch=False, batch_size=1)
