@@ -20,6 +20,7 @@ import pickle
 import numpy as np
 import torch
 
+from runner.data.safe_pickle import load_restricted_pickle
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
 from .common import ArraySplits, CachedTwin
@@ -50,12 +51,15 @@ LAYOUTS = {
 
 
 def load_cifar_pickle(path: str) -> dict:
-    """One pickled CIFAR batch (keys are bytes); a broken file is a UserError naming it."""
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError) as err:
-        raise UserError(f"{path} is not a CIFAR python pickle ({err})") from err
+    """One pickled CIFAR batch (keys are bytes), read with the restricted unpickler.
+
+    A broken file, or one that names any global beyond NumPy's array reconstruction (a pickle that
+    would run code), is a UserError naming it.
+    """
+    batch = load_restricted_pickle(path, format_name="CIFAR python pickle", encoding="bytes")
+    if not isinstance(batch, dict):
+        raise UserError(f"{path} is not a CIFAR python pickle (holds a {type(batch).__name__}, not a dict)")
+    return batch
 
 
 class CifarReader:
