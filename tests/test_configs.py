@@ -47,11 +47,6 @@ def test_group_option_composes(make_cfg, group, option):
     assert cfg is not None
 
 
-def test_optuna_search_composes(make_cfg):
-    cfg = make_cfg("hparams_search=optuna_lr")
-    assert cfg.optimized_metric == "val/acc"
-
-
 def test_callbacks_and_loggers_instantiate(make_cfg, tmp_path):
     cfg = make_cfg("logger=many", "callbacks=early_stopping")
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.checkpointing import find_resume_checkpoint, read_callback_state
 from runner.errors import UserError
+from runner.parallel import configure_torch_threads, trainer_adjustments
 from runner.utils import config_hash, print_and_save_config, to_float_dict, write_json_atomic
 from runner.validation import validate_config
 
@@ -124,6 +125,7 @@ def run(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     print_and_save_config(cfg, output_dir)
+    torch_threads = configure_torch_threads(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     log.info("seed %s", cfg.seed)
 
@@ -136,7 +138,9 @@ def run(cfg: DictConfig) -> float | None:
     wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg, wandb_run_id)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_adjustments(cfg)
+    )
 
     metrics: dict[str, float] = {}
     try:
@@ -164,6 +168,7 @@ def run(cfg: DictConfig) -> float | None:
                 "seed": cfg.seed,
                 "task_name": cfg.task_name,
                 "wall_time_s": round(time.time() - started, 3),
+                "torch_threads": torch_threads,
                 "corrupt_samples": corrupt,
                 "resumed_from": ckpt_path,
                 "overrides": _overrides(cfg),

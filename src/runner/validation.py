@@ -66,6 +66,11 @@ KEY_RULES: dict[str, Rule] = {
     "test_ckpt": one_of("last", "best"),
     "trainer.max_epochs": EPOCHS,
     "trainer.precision": one_of(*PRECISIONS),
+    "optimized_mode": one_of("max", "min"),
+    "torch_threads": Rule(
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "an integer >= 1 or null",
+    ),
     "trainer.accelerator": one_of(*ACCELERATORS),
     "trainer.gradient_clip_val": Rule(
         lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"
@@ -130,5 +135,27 @@ def validate_config(cfg: DictConfig) -> None:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise UserError(
             f"trainer.accelerator={accelerator} needs a CUDA GPU and none is visible; "
-            "use trainer=cpu (or run on a machine with a GPU)"
+            f"use {instead} (or run on a machine with a GPU)"
+        )
+    check_precision_on_device(cfg, accelerator)
+
+
+# fp16 autocast: CUDA only (on CPU Lightning switches it to bf16-mixed with a warning)
+FP16_PRECISIONS = ("16-mixed", "16", 16)
+
+
+def check_precision_on_device(cfg: DictConfig, accelerator: Any) -> None:
+    """fp16 precision on a CPU run fails here: Lightning would silently switch ``16-mixed`` to bf16."""
+    precision = OmegaConf.select(cfg, "trainer.precision")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision in FP16_PRECISIONS and on_cpu:
+        raise UserError(
+            f"trainer.precision={precision} is fp16, which needs a CUDA GPU (on CPU Lightning would run "
+            "bf16 instead); use trainer.precision=bf16-mixed or 32-true on CPU, or trainer=gpu"
+        )
+        strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="") or "")
+        instead = (
+            "trainer=ddp_sim (DDP with 2 CPU processes) or trainer=ddp trainer.accelerator=cpu"
+            if strategy.startswith("ddp")
+            else "trainer=cpu"
         )

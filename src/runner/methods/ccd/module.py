@@ -81,4 +81,4 @@ class FawningEvaluation(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for key, value in self.tally.metrics().items():
-            self.log(f"test/{key}", value)
+            self.log(f"test/{key}", value, sync_dist=True)

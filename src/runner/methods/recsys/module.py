@@ -151,15 +151,17 @@ class RecommenderModule(L.LightningModule):
             return None
         loss = torch.stack(list(terms.values())).sum()
         size = users.numel()
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True
+        )
         for name, value in terms.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return {"loss": loss, "loss_terms": {name: value.detach() for name, value in terms.items()}}
 
     def on_train_epoch_end(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.log("time/epoch_s", time.perf_counter() - self._epoch_started, on_epoch=True)
+        self.log("time/epoch_s", time.perf_counter() - self._epoch_started, on_epoch=True, sync_dist=True)
 
     # ---- full-sort evaluation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -195,7 +197,7 @@ class RecommenderModule(L.LightningModule):
 
     def _finish_eval(self, prefix: str, metrics: RankingMetrics) -> None:
         values = metrics.compute()
-        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=False)
+        self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=False, sync_dist=True)
         metrics.reset()
         self._eval_embeddings = None
 

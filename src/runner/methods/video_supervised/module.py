@@ -70,7 +70,7 @@ class VideoClassificationModule(L.LightningModule):
         return batch["video"].shape[0] == 0
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute())
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
         self.train_metrics.reset()
 
     def _eval_step(
@@ -87,8 +87,10 @@ class VideoClassificationModule(L.LightningModule):
         self._eval_step(batch, self.val_metrics, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.log("val/loss", self.val_loss.compute())
+        # torchmetrics states are already reduced over ranks by compute(); sync_dist=True only tells
+        # Lightning so (no DDP warning; averaging equal values changes nothing)
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
+        self.log("val/loss", self.val_loss.compute(), sync_dist=True)
         self.val_metrics.reset()
         self.val_loss.reset()
 
@@ -96,8 +98,8 @@ class VideoClassificationModule(L.LightningModule):
         self._eval_step(batch, self.test_metrics, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.log("test/loss", self.test_loss.compute())
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)
+        self.log("test/loss", self.test_loss.compute(), sync_dist=True)
         self.test_metrics.reset()
         self.test_loss.reset()
 
@@ -144,7 +146,15 @@ class VideoClassifier(VideoClassificationModule):
         logits = self.net(batch["video"])
         loss = self.criterion(logits, batch["label"])
         self.train_metrics.update(logits.detach(), batch["label"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=logits.shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=logits.shape[0],
+            sync_dist=True,
+        )
         return {"loss": loss, "loss_terms": {"ce": loss.detach()}}
 
     def eval_logits(self, batch: dict[str, Any]) -> torch.Tensor:
