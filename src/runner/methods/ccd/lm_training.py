@@ -92,13 +92,13 @@ class LMTraining(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         loss, accuracy = self._step(batch)
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/answer_acc", accuracy, prog_bar=True)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/answer_acc", accuracy, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
         loss, accuracy = self._step(batch)
-        self.log("test/loss", loss)
-        self.log("test/answer_acc", accuracy)
+        self.log("test/loss", loss, sync_dist=True)
+        self.log("test/answer_acc", accuracy, sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.net.parameters())

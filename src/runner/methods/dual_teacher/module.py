@@ -399,11 +399,15 @@ class DualTeacherDistillation(VideoClassificationModule):
         self._feature_maps.clear()
         n = logits.shape[0]
         self.train_metrics.update(logits.detach(), batch["label"])
-        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(
+            "train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True
+        )
         for name, value in values.items():
-            self.log(f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n)
+            self.log(
+                f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True
+            )
         for name, value in ctx.stats.items():  # DATW weights: per-epoch mean of per-batch means
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return {"loss": total, "loss_terms": {k: v.detach() for k, v in values.items()}}
 
     # ------------------------------------------------------------------ evaluation (shared base)
@@ -421,10 +425,10 @@ class DualTeacherDistillation(VideoClassificationModule):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         for name, metric in self.teacher_test_metrics.items():
-            self.log(f"test/teacher_{name}_acc", metric.compute())
+            self.log(f"test/teacher_{name}_acc", metric.compute(), sync_dist=True)
             metric.reset()
         for key, value in self.reference_results.items():
-            self.log(f"test/{key}", value)
+            self.log(f"test/{key}", value, sync_dist=True)
 
     def optimized_parameters(self) -> list[nn.Parameter]:
         """The student and the training-only term parameters (SDB, projectors); never the teachers."""
