@@ -17,7 +17,8 @@ GROUP_OPTIONS = [
         "model",
         "dataset",
         "method",
-        "teacher",
+        "teacher/cnn",
+        "teacher/vit",
         "student",
     )
     for p in sorted((CONF / group).glob("*.yaml"))
@@ -33,8 +34,9 @@ def test_there_are_experiments():
 def test_experiment_composes(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
     assert cfg.task_name
-    for key in ("dataset", "model", "method", "trainer", "callbacks", "paths"):
+    for key in ("dataset", "method", "trainer", "callbacks", "paths"):
         assert key in cfg, f"{experiment} lacks {key}"
+    assert "model" in cfg or "student" in cfg, f"{experiment} has no network (model or student)"
     assert "_target_" in cfg.dataset and "_target_" in cfg.method
 
 
@@ -63,7 +65,26 @@ def test_default_run_dir_has_microseconds():
     assert "%f" in text.split("run:")[1].split("sweep:")[0]
 
 
-def test_teacher_reuses_the_model_network(make_cfg):
-    cfg = make_cfg("teacher=x3d_m", "student=x3d_s")
-    assert cfg.teacher._target_ == cfg.student._target_ == "runner.models.video.X3D"
-    assert cfg.teacher.variant == "m" and cfg.student.variant == "s"
+def test_teacher_and_student_reuse_the_model_networks(make_cfg):
+    """Dual-teacher experiments take the student from the student group and each teacher from its
+    slot group: one short override swaps either."""
+    cfg = make_cfg("experiment=dual_teacher_hmdb", "student=x3d_xs", "teacher/cnn=r2plus1d_18")
+    assert "model" not in cfg or cfg.model is None
+    assert cfg.student._target_ == "runner.models.video.X3D" and cfg.student.variant == "xs"
+    assert cfg.method.teachers.cnn.net.arch == "r2plus1d_18"
+    assert cfg.method.teachers.vit.net.arch == "mvit_v2_s"
+    assert cfg.method.teachers.cnn.net._partial_ is True
+
+
+def test_synthetic_true_selects_the_twin_sized_recipe(make_cfg):
+    """dataset.synthetic=true on a real-data experiment brings its twin recipe (here: what the default
+    twin experiment uses), and the user's own overrides still win over it."""
+    twin = make_cfg("experiment=dual_teacher_hmdb_twin")
+    real = make_cfg("experiment=dual_teacher_hmdb", "dataset.synthetic=true", "trainer.max_epochs=3")
+    assert real.dataset.synthetic is True
+    assert real.method.teachers.vit.net._target_.endswith("TinyVideoTransformer")
+    assert real.method.teachers.vit.net == twin.method.teachers.vit.net
+    assert real.student == twin.student and real.method.distill == twin.method.distill
+    assert real.trainer.max_epochs == 3
+    paper = make_cfg("experiment=dual_teacher_hmdb", "dataset.synthetic=false")
+    assert paper.dataset.synthetic is False and paper.method.teachers.vit.net.arch == "mvit_v2_s"

@@ -1,36 +1,32 @@
-"""Every experiment runs end to end with debug=fdr on CPU, on a tiny synthetic twin.
-
-Per-experiment speed-ups (a smaller twin, a smaller net) come from ``tests/fdr_overrides/*.yaml``
-(experiment-name pattern -> overrides); every experiment also gets ``dataset.synthetic=true``.
+"""Every experiment runs end to end with exactly ``debug=fdr dataset.synthetic=true`` on CPU — the
+command a user types for a smoke test. What makes it quick lives in configs a user has:
+``conf/smoke/fdr/<experiment>.yaml`` (tiny twins, small nets; applied by ``debug=fdr``),
+``conf/recipe/twin/<experiment>.yaml`` (the twin-sized recipe of a real-data experiment; applied by
+``dataset.synthetic=true``) and the debug limits that every nested training (teachers, the
+fawning LM) takes from the run (``runner.nested``).
 """
 
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-import yaml
 
 from runner.train import run
-from tests.conftest import EXPERIMENTS
+from tests.conftest import CONF, EXPERIMENTS
 
-OVERRIDE_FILES = sorted((Path(__file__).parent / "fdr_overrides").glob("*.yaml"))
+SMOKE = ("debug=fdr", "dataset.synthetic=true")
 
 
-def fast_overrides(experiment: str) -> list[str]:
-    overrides = ["dataset.synthetic=true"]
-    for path in OVERRIDE_FILES:
-        for pattern, extra in (yaml.safe_load(path.read_text()) or {}).items():
-            if fnmatch(experiment, pattern):
-                overrides += [o for o in extra if o not in overrides]
-    return overrides
+def test_every_experiment_has_a_smoke_preset():
+    missing = [e for e in EXPERIMENTS if not (CONF / "smoke" / "fdr" / f"{e}.yaml").is_file()]
+    assert not missing, f"conf/smoke/fdr/<experiment>.yaml missing for {missing}"
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_fast_dev_run(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", "debug=fdr", *fast_overrides(experiment))
+    cfg = make_cfg(f"experiment={experiment}", *SMOKE)
     run(cfg)
     payload = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert payload["seed"] == cfg.seed

@@ -99,7 +99,7 @@ def summarise(rows: list[dict], args: argparse.Namespace, total_seconds: float) 
         ["experiment=dual_teacher_hmdb_twin", *args.set], Path(args.runs_dir), Path(args.data_dir)
     )
     num_classes = int(cfg.dataset.twin.num_classes)
-    student, cnn, vit = cfg.model, cfg.method.teachers.cnn.net, cfg.method.teachers.vit.net
+    student, cnn, vit = cfg.student, cfg.method.teachers.cnn.net, cfg.method.teachers.vit.net
     teacher_epochs = args.teacher_epochs or cfg.method.distill.teacher_training.max_epochs
     lines = [
         "# Dual-teacher KD on the HMDB51 twin",

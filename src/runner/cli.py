@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from runner.errors import UserError
 from runner.hydra_callbacks import FAILURE_FILE
+from runner.overrides import with_data_choice
 
 log = logging.getLogger("runner")
 
@@ -138,6 +139,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """``python -m runner``: check group names, run Hydra, exit 1 if a sweep had failures."""
+    sys.argv[1:] = with_data_choice(sys.argv[1:])  # dataset.synthetic=true -> data=twin (its twin recipe)
     try:
         check_group_choices(sys.argv[1:])
         check_method_without_experiment(sys.argv[1:])

@@ -15,6 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from runner.overrides import with_data_choice
+
 
 def compose_run_config(
     overrides: Sequence[str],
@@ -30,7 +32,7 @@ def compose_run_config(
     """
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="runner.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name="config", overrides=with_data_choice(overrides), return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.root_dir = str(root_dir)
         if data_dir is not None:

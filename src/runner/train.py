@@ -18,8 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.checkpointing import find_resume_checkpoint, read_callback_state
 from runner.errors import UserError
+from runner.nested import with_nested_debug_limits
 from runner.parallel import configure_torch_threads, trainer_adjustments
-from runner.utils import config_hash, print_and_save_config, to_float_dict, write_json_atomic
+from runner.utils import (
+    config_hash,
+    print_and_save_config,
+    to_float_dict,
+    write_json_atomic,
+    written_files,
+)
 from runner.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -119,6 +126,7 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+@with_nested_debug_limits  # nested trainings (teachers, LMs, experts) honour debug=fdr/limit
 def run(cfg: DictConfig) -> float | None:
     """Run one experiment; returns ``cfg.optimized_metric`` (None if it was never logged)."""
     started = time.time()
@@ -129,7 +137,11 @@ def run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     log.info("seed %s", cfg.seed)
 
-    datamodule = instantiate(cfg.dataset)
+    try:
+        datamodule = instantiate(cfg.dataset)
+    except Exception as err:
+        _raise_with_method_inputs(err, cfg)
+        raise
     properties = data_properties(datamodule)
     networks = build_networks(cfg, properties)
     module = instantiate(cfg.method, **networks, **accepted_kwargs(cfg.method, properties))
@@ -179,6 +191,22 @@ def run(cfg: DictConfig) -> float | None:
     return objective
 
 
+def _raise_with_method_inputs(err: BaseException, cfg: DictConfig) -> None:
+    """A missing-data error names, in the same line, what else the method needs (a method class may
+    define ``input_notes(method_cfg) -> list[str]``: e.g. teacher weights, or that they are trained first)."""
+    from hydra.utils import get_object
+
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__ or cause.__context__
+    method = cfg.get("method")
+    if cause is None or not isinstance(method, DictConfig) or "_target_" not in method:
+        return
+    notes = getattr(get_object(method._target_), "input_notes", None)
+    if notes is not None and (lines := notes(method)):
+        raise UserError(f"{cause}; {'; '.join(lines)}") from err
+
+
 def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer, resumed_from: str | None) -> str | None:
     """Which weights ``test`` uses: ``test_ckpt=last`` (default) the weights at the end of fit;
     ``test_ckpt=best`` the best checkpoint by ``optimized_metric`` (selection on the val split, which
@@ -221,4 +249,4 @@ def _print_metrics(metrics: dict[str, float], output_dir: Path, num_classes: int
     console.print(table)
     if num_classes:
         console.print(f"chance level (uniform guess over {num_classes} classes): {1 / num_classes:.4f}")
-    console.print(f"run folder: {output_dir}  (metrics.json, checkpoints/, csv/)", soft_wrap=True)
+    console.print(f"written to {output_dir}: {', '.join(written_files(output_dir))}", soft_wrap=True)

@@ -44,16 +44,120 @@ def config_tree(cfg: DictConfig):
 
 
 def print_and_save_config(cfg: DictConfig, output_dir: Path) -> None:
-    """Print the config tree and save it (``config_tree.log``) plus the resolved YAML."""
-    import rich
+    """Save the full config tree (``config_tree.log``) and the resolved YAML to the run folder, and
+    print a short summary of the run on the console (:func:`run_summary`)."""
     from rich.console import Console
 
-    tree = config_tree(cfg)
-    rich.print(tree)
+    quiet_duplicate_lightning_console()
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir / "config_tree.log", "w") as handle:
-        Console(file=handle, force_terminal=False, width=120).print(tree)
+        Console(file=handle, force_terminal=False, width=120).print(config_tree(cfg))
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    console = Console()
+    for label, text in run_summary(cfg, output_dir):
+        console.print(f"[bold]{label:<10}[/bold] {text}", soft_wrap=True, highlight=False)
+
+
+def _choices() -> dict[str, str]:
+    """The config-group choices of this run (``experiment``, ``dataset``, ``teacher/vit``, ...)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return {str(k): str(v) for k, v in HydraConfig.get().runtime.choices.items() if v is not None}
+    except (ValueError, AttributeError):  # outside a Hydra app
+        return {}
+
+
+def _class_name(node: Any) -> str:
+    target = str(node.get("_target_", "")) if isinstance(node, DictConfig) else ""
+    return target.rsplit(".", 1)[-1]
+
+
+def _named(node: Any, choice: str | None) -> str:
+    name = _class_name(node)
+    return f"{name} ({choice})" if choice and choice != name else name or str(choice)
+
+
+def run_summary(cfg: DictConfig, output_dir: Path) -> list[tuple[str, str]]:
+    """At most ten (label, text) lines: experiment, data, model, method, trainer, output folder."""
+    choices = _choices()
+    lines = [("experiment", f"{choices.get('experiment', cfg.get('task_name'))}  (seed {cfg.get('seed')})")]
+    dataset = cfg.get("dataset")
+    if isinstance(dataset, DictConfig):
+        name = choices.get("dataset", _class_name(dataset))
+        if dataset.get("synthetic"):
+            where = f"synthetic twin at {OmegaConf.select(cfg, 'dataset.synthetic_root', default='?')}"
+            recipe = choices.get("recipe")
+            if recipe and recipe != "None/" + str(choices.get("experiment")):
+                where += f", twin-sized recipe conf/recipe/{recipe}.yaml"
+        else:
+            where = f"real data at {OmegaConf.select(cfg, 'dataset.root', default='?')}"
+        lines.append(("data", f"{name}: {where}"))
+    networks = []
+    for group, label in (("model", ""), ("student", "student ")):
+        if isinstance(cfg.get(group), DictConfig) and "_target_" in cfg[group]:
+            networks.append(label + _named(cfg[group], choices.get(group)))
+    method = cfg.get("method")
+    teachers = method.get("teachers") if isinstance(method, DictConfig) else None
+    for name, spec in (teachers or {}).items():
+        if isinstance(spec, DictConfig) and isinstance(spec.get("net"), DictConfig):
+            source = spec.get("checkpoint") or "trained first when not cached"
+            networks.append(f"teacher {name} {_class_name(spec.net)} [{source}]")
+    if networks:
+        lines.append(("model", "; ".join(networks)))
+    if isinstance(method, DictConfig):
+        text = _named(method, choices.get("method"))
+        if isinstance(cfg.get("fl_strategy"), DictConfig):
+            text += f", strategy {_named(cfg.fl_strategy, choices.get('fl_strategy'))}"
+        lines.append(("method", text))
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, DictConfig):
+        length = f"max_epochs={trainer.get('max_epochs')}"
+        if trainer.get("max_steps") not in (None, -1):
+            length += f", max_steps={trainer.get('max_steps')}"
+        text = (
+            f"{length} on {trainer.get('accelerator')} x{trainer.get('devices')}, {trainer.get('precision')}"
+        )
+        if "debug" in choices:
+            text += f"; debug={choices['debug']} (nested trainings too)"
+        lines.append(("trainer", text))
+    lines.append(("output", f"{output_dir}  (full config: config_tree.log)"))
+    return lines
+
+
+def written_files(output_dir: Path) -> list[str]:
+    """What a run wrote into its folder (hidden entries such as ``.hydra`` left out), for the last line."""
+    if not output_dir.is_dir():
+        return []
+    return [
+        p.name + ("/" if p.is_dir() else "")
+        for p in sorted(output_dir.iterdir())
+        if not p.name.startswith(".") and (p.is_file() or any(p.iterdir()))
+    ]
+
+
+def quiet_duplicate_lightning_console() -> None:
+    """Lightning adds its own console handler to the ``lightning`` logger and also lets records reach
+    the root logger, so under Hydra's logging each line appears twice. Keep the root's (Hydra's
+    console + the run's log file) and drop Lightning's own; also drop its advertising tip."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        return
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_logger.removeHandler(handler)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+
+
+class _DropTips:
+    """Logging filter dropping Lightning's "💡 Tip: ..." lines."""
+
+    def filter(self, record: Any) -> bool:
+        return "Tip:" not in str(record.getMessage())[:16]
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -1,6 +1,7 @@
 """The in-project LM really fawns and CCD helps (slow: trains the default LM, a few minutes on 2 cores).
 
-The fast tier checks the same flow end to end on a tiny twin and a 2-step LM (tests/fdr_overrides/ccd.yaml);
+The fast tier checks the same flow end to end on a tiny twin and a one-step LM (debug=fdr,
+conf/smoke/fdr/ccd_synthetic.yaml);
 the recorded three-seed numbers are in experiments/ccd/results.md.
 """
 

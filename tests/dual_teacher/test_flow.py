@@ -9,7 +9,7 @@ from pathlib import Path
 from runner.methods.dual_teacher import cache as cache_module
 from runner.methods.dual_teacher.module import DualTeacherDistillation
 from runner.train import run
-from tests.test_experiments_fdr import fast_overrides
+from tests.test_experiments_fdr import SMOKE
 
 
 def test_cached_run_reads_teacher_outputs_from_the_store(make_cfg, monkeypatch):
@@ -30,8 +30,7 @@ def test_cached_run_reads_teacher_outputs_from_the_store(make_cfg, monkeypatch):
     experiment = "dual_teacher_hmdb_twin"
     cfg = make_cfg(
         f"experiment={experiment}",
-        "debug=fdr",
-        *fast_overrides(experiment),
+        *SMOKE,
         "method.distill.cache=true",
         "method.distill.cache_views=2",
     )

@@ -26,6 +26,7 @@ import torch
 
 from runner.data.text.datamodule import DEFAULT_PROMPT, DialogueDataModule
 from runner.models.lm import CausalLM, build_tiny_gpt2, load_causal_lm, missing_model_files
+from runner.nested import announce_stages, debug_limits, nested_trainer
 from runner.utils import isolated_rng
 
 from .decoding import positions_from_mask
@@ -148,6 +149,8 @@ def trained_twin_lm(
 
     The first call trains it (AdamW, warm-up + cosine, ``max_steps`` steps of ``batch_size``
     dialogues) and writes the HF directory (model, tokenizer, ``lm_recipe.json``) atomically.
+    Under a debug mode the run's limits apply (``debug=fdr``: one step; :mod:`runner.nested`) and
+    join the recipe, so that LM is cached apart from the full one.
     """
     architecture = {"n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions}
     training = {
@@ -157,13 +160,22 @@ def trained_twin_lm(
         "lr": lr,
         "weight_decay": weight_decay,
     }
+    limits = debug_limits()
+    if limits:
+        training["debug_limits"] = limits
     recipe = lm_recipe(twin_root, architecture, training, seed, prompt_template)
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     directory = Path(cache_root).expanduser() / digest
     if directory.is_dir() and not missing_model_files(directory) and (directory / "lm_recipe.json").is_file():
         log.info("using the cached fawning LM %s", directory)
         return load_causal_lm(str(directory))
-    log.info("training the fawning LM (%s steps) -> %s", max_steps, directory)
+    announce_stages(
+        "stages of this run",
+        [
+            ("fawning LM", f"not cached: train {max_steps} steps of {batch_size} dialogues -> {directory}"),
+            ("evaluation", "decode the eval items with every configured decoder"),
+        ],
+    )
     datamodule = DialogueDataModule(
         root=twin_root,
         synthetic=False,
@@ -178,16 +190,8 @@ def trained_twin_lm(
             optimizer=functools.partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay),
             scheduler=warmup_cosine,
         )
-        trainer = L.Trainer(
-            max_steps=max_steps,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
+        trainer = nested_trainer(
+            "fawning LM", max_steps=max_steps, max_epochs=-1, accelerator=accelerator, limit_val_batches=0
         )
         trainer.fit(module, datamodule=datamodule)
     lm.cpu().eval()

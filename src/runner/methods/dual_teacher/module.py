@@ -41,6 +41,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from runner.errors import UserError, invalid_value
 from runner.methods.video_supervised.module import VideoClassificationModule
 from runner.models.checkpoint import load_local_weights
+from runner.nested import announce_stages, describe_limits
 
 from .cache import (
     CachedTeacherCollate,
@@ -52,7 +53,7 @@ from .cache import (
     stable_hash,
     transform_hash,
 )
-from .teacher_training import describe_callable, ensure_trained
+from .teacher_training import checkpoint_path, describe_callable, ensure_trained
 from .terms import BindInfo, DistillContext, LossTerm
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ class DualTeacherDistillation(VideoClassificationModule):
     Args:
         num_classes: classes of the data (given by train.py).
         net / student: the built student network (``forward_features`` / ``classify``): the
-            ``model`` config group (train.py passes it as ``net``; experiments use this: ``model``
-            is the network that is trained and tested) or, alternatively, the ``student`` group.
+            ``student`` config group (train.py passes it as ``student``; the dual-teacher
+            experiments use this, with ``model`` null) or, alternatively, the ``model`` group.
         teachers: name -> ``{net: partial constructor (called with num_classes), checkpoint: path or
             null (then trained first), view: null or a dataset.views name}``.
         optimizer, scheduler: partial constructors (student + training-only term parameters).
@@ -128,6 +129,13 @@ class DualTeacherDistillation(VideoClassificationModule):
         missing = [t for t in used if t not in specs]
         if missing:
             raise invalid_value("method.teachers", sorted(specs), f"teachers named by the terms: {missing}")
+        unset = [t for t in used if specs[t].get("net") is None]
+        if unset:
+            raise invalid_value(
+                "method.teachers",
+                f"no network for {unset}",
+                f"a teacher network: teacher/{unset[0]}=<option>",
+            )
         self.teacher_specs = {name: specs[name] for name in used}
         self.teachers = nn.ModuleDict(
             {name: spec["net"](num_classes=self.num_classes) for name, spec in self.teacher_specs.items()}
@@ -176,6 +184,26 @@ class DualTeacherDistillation(VideoClassificationModule):
         self.teacher_test_metrics = nn.ModuleDict(
             {n: MulticlassAccuracy(num_classes=self.num_classes, average="micro") for n in self.teachers}
         )
+
+    @staticmethod
+    def input_notes(method_cfg: Mapping[str, Any]) -> list[str]:
+        """What this method needs besides the data, for a missing-data message: each teacher's
+        weights, or that it will be trained first and for how long."""
+        teachers = dict(method_cfg.get("teachers") or {})
+        training = dict((method_cfg.get("distill") or {}).get("teacher_training") or {})
+        given = {n: s.get("checkpoint") for n, s in teachers.items() if s is not None}
+        missing = sorted(n for n, path in given.items() if not path)
+        if not missing:
+            return [f"teachers: {', '.join(f'{n} from {p}' for n, p in sorted(given.items()))}"]
+        keys = " and ".join(f"method.teachers.{n}.checkpoint" for n in missing)
+        if not training.get("enabled", True):
+            return [f"teacher weights: set {keys}"]
+        epochs = training.get("max_epochs")
+        return [
+            f"teacher weights: {keys} not set, so the {' and '.join(missing)} teacher(s) will first be "
+            f"trained on this data, {epochs} epochs each with the supervised recipe (hours on one GPU "
+            "at the paper's 16x224 clips; set the checkpoints to skip it)"
+        ]
 
     # ------------------------------------------------------------------ networks
     def _hook(self, name: str) -> Callable[..., None]:
@@ -230,6 +258,8 @@ class DualTeacherDistillation(VideoClassificationModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if not self._teachers_ready:
+            if stage == "fit" and datamodule is not None:
+                announce_stages("stages of this run", self._stage_plan(datamodule))
             self._prepare_teachers(datamodule)
         if stage == "fit" and datamodule is not None:
             if self._reference_student_state is not None:
@@ -243,6 +273,38 @@ class DualTeacherDistillation(VideoClassificationModule):
         }
         recipe.update(overrides)
         return recipe
+
+    def _stage_plan(self, datamodule: Any) -> list[tuple[str, str]]:
+        """What this run will do, in order: each teacher (load / cached / train, with its epochs),
+        the student-alone reference, the distillation and the test."""
+        training = self.settings["teacher_training"]
+        epochs = int(training.get("max_epochs") or 0)
+        limits = describe_limits()
+
+        def length(n: int) -> str:
+            within = f" within the debug limits ({limits})" if limits else ""
+            return f"{n} epoch{'s' if n != 1 else ''}{within}"
+
+        stages = []
+        for name, spec in self.teacher_specs.items():
+            net = type(self.teachers[name]).__name__
+            if spec.get("checkpoint"):
+                stages.append((f"teacher {name}", f"{net}: load {spec['checkpoint']}"))
+                continue
+            path = checkpoint_path(
+                spec["net"], datamodule, self._input_key(name), self._recipe(), training["cache_dir"]
+            )
+            trained = f"train {length(epochs)}, supervised recipe -> {path}"
+            what = f"cached ({path})" if path.is_file() else trained
+            stages.append((f"teacher {name}", f"{net}: {what}"))
+        max_epochs = int(self.trainer.max_epochs or 1)
+        student = type(self.student).__name__
+        if self._reference_student_state is not None:
+            stages.append(("student alone", f"{student}: train {length(max_epochs)}, CE only (then cached)"))
+        terms = ", ".join(self.terms)
+        stages.append(("distillation", f"{student}: {length(max_epochs)} ({terms})"))
+        stages.append(("test", "the distilled student and each teacher"))
+        return stages
 
     def _prepare_teachers(self, datamodule: Any) -> None:
         training = self.settings["teacher_training"]

@@ -9,6 +9,10 @@ datamodule), reading the batch key of the teacher's view. The weights go to
 trains a new teacher and an unchanged one is reused by every later run (and every seed).
 The file is written atomically; the global RNG state is restored afterwards so a run's student
 sees the same random stream whether or not a teacher had to be trained.
+
+Debug modes: the Trainer comes from :func:`runner.nested.nested_trainer`, which applies the outer
+run's debug limits (``debug=fdr``: one batch), and those limits join the cache key, so a
+one-batch teacher is never reused by a full run.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from runner.checkpointing import AtomicCheckpointIO
 from runner.methods.video_supervised import VideoClassifier
+from runner.nested import debug_limits, nested_trainer
 from runner.utils import isolated_rng
 
 from .cache import stable_hash, transform_description
@@ -73,23 +78,6 @@ def data_identity(datamodule: Any) -> dict[str, Any]:
     }
 
 
-class _EpochLog(L.Callback):
-    """One log line per epoch (the nested trainer shows no progress bar)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.started = time.time()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        log.info(
-            "%s: epoch %d/%d done (%.0fs)",
-            self.name,
-            trainer.current_epoch + 1,
-            trainer.max_epochs,
-            time.time() - self.started,
-        )
-
-
 class _ViewClassifier(VideoClassifier):
     """:class:`VideoClassifier` reading ``batch[input_key]`` as its clip."""
 
@@ -122,25 +110,38 @@ def train_supervised(
         net, num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, input_key=input_key
     )
     with isolated_rng(seed):
-        trainer = L.Trainer(
+        trainer = nested_trainer(
+            name,
             max_epochs=int(max_epochs),
             accelerator="auto",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
             limit_val_batches=0,
             limit_train_batches=limit_train_batches,
             limit_test_batches=limit_train_batches,
             gradient_clip_val=gradient_clip_val,
-            callbacks=[_EpochLog(name)],
         )
-        trainer.fit(module, datamodule=dm)
-        results = trainer.test(module, datamodule=dm, verbose=False)
+        with warnings.catch_warnings():  # the view remapping is meant to override the datamodule's hook
+            warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+            trainer.fit(module, datamodule=dm)
+            results = trainer.test(module, datamodule=dm, verbose=False)
     net.eval()
     return float(results[0].get("test/acc", float("nan"))) if results else float("nan")
+
+
+def checkpoint_path(
+    spec: Any, datamodule: Any, input_key: str, recipe: Mapping[str, Any], cache_dir: str | os.PathLike
+) -> Path:
+    """Where the network ``spec`` trained with ``recipe`` on this data is cached (the run's debug
+    limits, when there are any, are part of the key)."""
+    content = {
+        "net": describe_callable(spec),
+        "recipe": describe_callable(dict(recipe)),
+        "data": data_identity(datamodule),
+        "input_key": input_key,
+    }
+    limits = debug_limits()
+    if limits:
+        content["debug_limits"] = limits
+    return Path(cache_dir) / f"{stable_hash(content)[:24]}.pt"
 
 
 def ensure_trained(
@@ -155,15 +156,8 @@ def ensure_trained(
 ) -> tuple[Path, dict[str, Any]]:
     """The checkpoint of the network ``spec`` trained with ``recipe`` on this data, training it
     (and saving ``{"state_dict", "meta"}``) if it is not cached yet. Returns ``(path, meta)``."""
-    key = stable_hash(
-        {
-            "net": describe_callable(spec),
-            "recipe": describe_callable(dict(recipe)),
-            "data": data_identity(datamodule),
-            "input_key": input_key,
-        }
-    )[:24]
-    path = Path(cache_dir) / f"{key}.pt"
+    path = checkpoint_path(spec, datamodule, input_key, recipe, cache_dir)
+    key = path.stem
     if path.is_file():
         payload = torch.load(path, map_location="cpu", weights_only=True)
         log.info("%s: using cached checkpoint %s", name, path)
