@@ -30,8 +30,7 @@ def with_data_choice(overrides: Sequence[str]) -> list[str]:
     for arg in overrides:
         key, sep, value = arg.partition("=")
         choice = _data_choice(value) if sep and key.lstrip("+") == SYNTHETIC_KEY else None
-        if choice is None:
+        arg = arg if choice is None else f"data={choice}"
+        if not (arg.startswith("data=") and arg in out):  # said twice (both spellings): once
             out.append(arg)
-        elif f"data={choice}" not in out:
-            out.append(f"data={choice}")
     return out
