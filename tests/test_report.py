@@ -50,3 +50,20 @@ def test_report_groups_by_overrides_other_than_seed(tmp_path, capsys):
 def test_report_on_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_report_figure_has_no_empty_panel_and_writes_the_test_values():
+    from runner.report import curves_figure
+
+    figure = curves_figure(
+        {"val/acc": {"lr=0.1": {0: 0.2, 1: 0.4}, "lr=0.2": {0: 0.5}}, "val/ndcg@10": {"lr=0.1": {}}},
+        {"test/acc": {"lr=0.1": [0.5, 0.7], "lr=0.2": [0.9]}},
+        title="sweep",
+    )
+    assert [ax.get_title() for ax in figure.axes] == ["validation acc", "test acc (final, mean ± std)"]
+    curves, bars = figure.axes
+    assert len(curves.lines) == 2 and len(bars.patches) == 2  # a line / a bar per group, no empty panel
+    assert {text.get_text() for text in bars.texts} == {"0.600", "0.900"}
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["lr=0.1", "lr=0.2"]
+    assert curves_figure({"val/acc": {"lr=0.1": {}}}, {}) is None

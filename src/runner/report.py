@@ -6,7 +6,13 @@ writes next to the runs:
 
 * ``report.md``: a markdown table, mean ± std over the seeds of each group for every final metric
   (std is the sample standard deviation; "–" for a single seed), plus the failed jobs;
-* ``report.png``: the logged metric curves (CSV logger ``metrics.csv``), mean over seeds per group.
+* ``report.png``: the epoch-level curves of the validation metrics and the training loss (mean over
+  seeds per group) and the final test metrics as bars (mean, with the seeds' std as error bars and the
+  value written on each bar); one colour per group, one legend.
+
+Curves are read from whichever logger the jobs used: the CSV logger (``csv/metrics.csv``),
+TensorBoard (``tensorboard/**/events.out.tfevents.*``) or W&B offline run folders
+(``wandb/offline-run-*``, read by :mod:`runner.wandb_offline`).
 
 The table is also printed.
 """
@@ -49,7 +55,7 @@ def load_jobs(sweep_dir: Path) -> list[dict]:
                 "group": " ".join(group) or "(no overrides)",
                 "seed": payload.get("seed"),
                 "metrics": {k: v for k, v in payload.get("metrics", {}).items() if v is not None},
-                "curves": job_dir / "csv" / "metrics.csv",
+                "curves": job_dir,
             }
         )
     return jobs
@@ -87,55 +93,202 @@ def summary_table(jobs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(jobs: list[dict], out_file: Path) -> bool:
-    """Mean (over seeds) curve of every logged epoch-level metric, one panel per metric; False if none."""
+# ---- curves from any logger ----------------------------------------------------------------------
+# logged keys that are bookkeeping, not metrics
+NON_METRIC_KEYS = ("epoch", "step", "trainer/global_step", "global_step")
+MAX_CURVE_PANELS = 6
+MAX_TEST_PANELS = 6
+
+
+def csv_scalars(job_dir: Path):
+    """The CSV logger's ``metrics.csv`` of a job (None when absent)."""
+    import pandas as pd
+
+    files = sorted(Path(job_dir).glob("csv/**/metrics.csv"))
+    return pd.read_csv(files[0]) if files else None
+
+
+def tensorboard_scalars(job_dir: Path):
+    """Every scalar of a job's TensorBoard event files, one row per step (``epoch`` from Lightning's
+    ``epoch`` scalar at that step)."""
+    import pandas as pd
+
+    files = sorted(Path(job_dir).glob("tensorboard/**/events.out.tfevents.*"))
+    if not files:
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows: dict[int, dict[str, float]] = defaultdict(dict)
+    for events in files:
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags().get("scalars", []):
+            for event in accumulator.Scalars(tag):
+                rows[event.step][tag] = event.value
+    if not rows:
+        return None
+    return pd.DataFrame([{"step": step, **values} for step, values in sorted(rows.items())])
+
+
+def wandb_scalars(job_dir: Path):
+    """The numeric history of a job's W&B run folder (offline or synced), one row per ``log`` call."""
+    import pandas as pd
+
+    from runner import wandb_offline
+
+    folders = wandb_offline.run_folders(job_dir)
+    if not folders:
+        return None
+    rows = [
+        {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for row in wandb_offline.history(folders[-1])
+    ]
+    rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+    return pd.DataFrame(rows) if any(rows) else None
+
+
+CURVE_READERS = {"csv": csv_scalars, "tensorboard": tensorboard_scalars, "wandb": wandb_scalars}
+
+
+def read_curves(job_dir: Path) -> dict[str, dict[int, float]]:
+    """``{metric: {epoch: value}}`` of a job's epoch-level metrics from the first logger that has them
+    (CSV, TensorBoard, W&B); step-level values (``*_step``) are left out and an ``*_epoch`` suffix dropped."""
+    for reader in CURVE_READERS.values():
+        frame = reader(job_dir)
+        if frame is None or "epoch" not in frame:
+            continue
+        curves: dict[str, dict[int, float]] = {}
+        for column in frame.columns:
+            if column in NON_METRIC_KEYS or column.endswith("_step"):
+                continue
+            series = frame[["epoch", column]].dropna()
+            if len(series):
+                values = series.groupby("epoch")[column].last()
+                curves[column.removesuffix("_epoch")] = {int(e): float(v) for e, v in values.items()}
+        if curves:
+            return curves
+    return {}
+
+
+def curve_metrics(names: set[str], limit: int = MAX_CURVE_PANELS) -> list[str]:
+    """The curves worth a panel: validation metrics, then the training loss (at most ``limit``)."""
+    val = sorted(n for n in names if n.startswith("val/") and not n.endswith("_weighted"))
+    train = [n for n in ("train/loss",) if n in names]
+    return (val + train)[:limit]
+
+
+def readable(name: str) -> str:
+    """``val/ndcg@10`` -> ``validation ndcg@10``; ``test/ccd/induced_acc`` -> ``test ccd induced acc``."""
+    stage, _, rest = name.partition("/")
+    stage = {"val": "validation", "train": "training"}.get(stage, stage)
+    return f"{stage} {rest.replace('/', ' ').replace('_', ' ')}".strip() if rest else name
+
+
+def curves_figure(
+    curves: dict[str, dict[str, dict[int, float]]],
+    finals: dict[str, dict[str, list[float]]] | None = None,
+    title: str | None = None,
+):
+    """One figure: a panel per curve metric (``{metric: {group: {epoch: value}}}``, a line per group)
+    and a panel per final metric (``{metric: {group: [value per seed]}}``, a bar per group: the mean,
+    the seeds' std as the error bar, the value written on the bar). Only panels with data are drawn;
+    one colour per group and a single legend. None when there is nothing to draw."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    finals = finals or {}
+    curves = {m: g for m, g in curves.items() if any(len(points) for points in g.values())}
+    finals = {m: g for m, g in finals.items() if any(len(v) for v in g.values())}
+    panels = [("curve", m) for m in curves] + [("final", m) for m in finals]
+    if not panels:
+        return None
+    groups = sorted(
+        {g for series in curves.values() for g in series} | {g for v in finals.values() for g in v}
+    )
+    colours = {
+        g: plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i % 20) for i, g in enumerate(groups)
+    }
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, (kind, metric) in zip(axes.flat, panels, strict=False):
+        if kind == "curve":
+            for group, points in sorted(curves[metric].items()):
+                if points:
+                    epochs = sorted(points)
+                    ax.plot(
+                        epochs, [points[e] for e in epochs], marker="o", markersize=3, color=colours[group]
+                    )
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_title(readable(metric))
+        else:
+            present = [g for g in groups if finals[metric].get(g)]
+            means = [statistics.fmean(finals[metric][g]) for g in present]
+            stds = [
+                statistics.stdev(finals[metric][g]) if len(finals[metric][g]) > 1 else 0.0 for g in present
+            ]
+            positions = range(len(present))
+            ax.barh(
+                positions,
+                means,
+                xerr=[s if s > 0 else math.nan for s in stds],
+                color=[colours[g] for g in present],
+                capsize=3,
+            )
+            right = max(m + s for m, s in zip(means, stds, strict=True))
+            for y, (m, s) in enumerate(zip(means, stds, strict=True)):  # the value right of its error bar
+                ax.text(m + s + 0.02 * max(right, 1e-9), y, f"{m:.3f}", va="center", fontsize=8)
+            ax.set_yticks(list(positions), [""] * len(present))
+            ax.invert_yaxis()
+            ax.set_xlim(0, max(right * 1.25, 1e-9))
+            ax.set_title(f"{readable(metric)} (final, mean ± std)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    handles = [plt.Line2D([], [], color=colours[g], marker="s", linestyle="", markersize=8) for g in groups]
+    ncol = min(3, len(groups))
+    fig.legend(handles, groups, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    legend_rows = math.ceil(len(groups) / ncol)
+    fig.tight_layout(rect=(0, min(0.4, 0.03 + 0.045 * legend_rows / rows), 1, 0.97 if title else 1))
+    return fig
+
+
+def plot_curves(jobs: list[dict], out_file: Path, title: str | None = None) -> bool:
+    """``report.png`` of a sweep (see :func:`curves_figure`): mean over seeds per group; False if the
+    jobs logged neither curves nor test metrics."""
+    import matplotlib.pyplot as plt
     import pandas as pd
 
-    per_group: dict[str, list] = defaultdict(list)
+    per_group: dict[str, list[dict[str, dict[int, float]]]] = defaultdict(list)
     for job in jobs:
-        if job["curves"].is_file():
-            frame = pd.read_csv(job["curves"])
-            if "epoch" in frame:
-                per_group[job["group"]].append(frame)
-    if not per_group:
+        per_group[job["group"]].append(read_curves(job["curves"]))
+    names = {name for runs in per_group.values() for run in runs for name in run}
+    curves: dict[str, dict[str, dict[int, float]]] = {}
+    for name in curve_metrics(names):
+        curves[name] = {}
+        for group, runs in per_group.items():
+            series = [pd.Series(run[name]) for run in runs if run.get(name)]
+            if series:
+                mean = pd.concat(series, axis=1).mean(axis=1)
+                curves[name][group] = {int(e): float(v) for e, v in mean.items()}
+    finals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    test_names = sorted({n for job in jobs for n in job["metrics"] if n.startswith("test/")})
+    for name in test_names[:MAX_TEST_PANELS]:
+        for job in jobs:
+            value = job["metrics"].get(name)
+            if value is not None and math.isfinite(value):
+                finals[name][job["group"]].append(value)
+    figure = curves_figure(curves, finals, title=title)
+    if figure is None:
         return False
-    metric_names = sorted(
-        {
-            c
-            for frames in per_group.values()
-            for f in frames
-            for c in f.columns
-            if c not in ("epoch", "step") and not c.endswith("_step")
-        }
-    )
-    if not metric_names:
-        return False
-    cols = min(3, len(metric_names))
-    rows = math.ceil(len(metric_names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.5 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, metric_names, strict=False):
-        for group, frames in sorted(per_group.items()):
-            series = [f.groupby("epoch")[name].mean().dropna() for f in frames if name in f]
-            series = [s for s in series if len(s)]
-            if not series:
-                continue
-            mean = pd.concat(series, axis=1).mean(axis=1)
-            ax.plot(mean.index, mean.values, marker="o", markersize=3, label=group)
-        ax.set_title(name)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metric_names) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8)
-        fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 3), 1, 1))
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
+    figure.savefig(out_file, dpi=110)
+    plt.close(figure)
     return True
 
 
@@ -152,12 +305,12 @@ def build_report(sweep_dir: Path) -> str:
             f"Failed jobs ({len(failures)}):",
             *[f"- job {name}: {err} (see {name}/{FAILURE_FILE})" for name, err in failures],
         ]
-    has_plot = plot_curves(jobs, sweep_dir / "report.png") if jobs else False
+    has_plot = plot_curves(jobs, sweep_dir / "report.png", title=str(sweep_dir)) if jobs else False
     parts += [
         "",
-        "![metric curves](report.png)"
+        "![metric curves and final test metrics](report.png)"
         if has_plot
-        else "(no metric curves: runs logged no metrics.csv, e.g. debug=fdr)",
+        else "(no figure: the runs logged no curves and no test metric, e.g. debug=fdr)",
     ]
     markdown = "\n".join(parts) + "\n"
     (sweep_dir / "report.md").write_text(markdown)

@@ -31,6 +31,7 @@ from runner.validation import validate_config
 
 log = logging.getLogger(__name__)
 
+from runner.tracking import log_run_config, wandb_run_fields
 # config groups holding networks, and the keyword the method receives each one under
 NETWORK_GROUPS = {"model": "net", "teacher": "teacher", "student": "student"}
 
@@ -91,9 +92,11 @@ def build_loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
         if spec is None or "_target_" not in spec:
             continue
         extra = {}
-        if spec._target_.endswith("WandbLogger") and wandb_run_id and not spec.get("id"):
-            extra = {"id": wandb_run_id, "resume": "allow"}
-            log.info("continuing W&B run %s", wandb_run_id)
+        if spec._target_.endswith("WandbLogger"):
+            extra = wandb_run_fields(cfg, spec)  # name (overrides, seed), group (sweep), job_type (method)
+            if wandb_run_id and not spec.get("id"):
+                extra.update(id=wandb_run_id, resume="allow")
+                log.info("continuing W&B run %s", wandb_run_id)
         loggers.append(instantiate(spec, **extra))
     return loggers
 
@@ -106,6 +109,7 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
             raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give a .ckpt file or use resume=auto")
         return str(path)
     if cfg.get("resume") == "auto":
+    log_run_config(loggers, cfg)  # the whole resolved config + experiment, overrides, seed, hash, commit
         found = find_resume_checkpoint(cfg.paths.output_dir, cfg.paths.log_dir, cfg.task_name)
         if found is None:
             log.warning(

@@ -288,7 +288,7 @@ class FederatedModule(L.LightningModule):
         round_index = self.global_step
         out = self.step_round(round_index, self.optimizers())
         loss = out["honest_loss"]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=1)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=1, sync_dist=True)
         self.log("fl/direction_norm", out["direction"].norm(), on_step=True, on_epoch=False, batch_size=1)
         self.log("fl/round", float(round_index + 1), on_step=True, on_epoch=False, batch_size=1)
         return {"loss": loss.detach(), "loss_terms": {"honest_ce": loss.detach()}}
@@ -309,12 +309,12 @@ class FederatedModule(L.LightningModule):
             class_acc.update(logits, y)
 
     def _log_global(self, stage: str, acc, class_acc, loss_metric) -> None:
-        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val")
-        self.log(f"{stage}/loss", loss_metric.compute())
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/loss", loss_metric.compute(), sync_dist=True)
         if self.class_groups is not None:
             per_class = class_acc.compute()
             for name, classes in self.class_groups.items():
-                self.log(f"{stage}/acc_{name}", per_class[classes].mean())
+                self.log(f"{stage}/acc_{name}", per_class[classes].mean(), sync_dist=True)
             class_acc.reset()
         acc.reset()
         loss_metric.reset()
@@ -372,3 +372,8 @@ class FederatedModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["federated"] = {"rounds_done": int(self.global_step)}
+        if acc is not None:  # the per-client table for the loggers (W&B table) and tables/ of the run
+            from runner.tracking import log_table
+
+            rows = zip(range(len(acc)), self.client_test.sizes.tolist(), acc.tolist(), strict=True)
+            log_table(self, "test/client_accuracy", ["client", "test_samples", "personal_acc"], list(rows))

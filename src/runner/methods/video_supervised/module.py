@@ -14,7 +14,9 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from runner.tracking import log_confusion_matrix
 
 
 def accuracy_metrics(num_classes: int) -> MetricCollection:
@@ -52,6 +54,8 @@ class VideoClassificationModule(L.LightningModule):
         self.test_metrics = accuracy_metrics(num_classes).clone(prefix="test/")
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        # logged at the end of test as a table and an image (runner.tracking.log_confusion_matrix)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=num_classes)
 
     # ---- hooks for subclasses ----
     def eval_logits(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -81,6 +85,8 @@ class VideoClassificationModule(L.LightningModule):
         logits = self.eval_logits(batch)
         loss_metric.update(self.eval_loss(logits, batch["label"]), weight=logits.shape[0])
         metrics.update(logits, batch["label"])
+        if metrics is self.test_metrics:
+            self.test_confusion.update(logits, batch["label"])
         return logits
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -102,6 +108,9 @@ class VideoClassificationModule(L.LightningModule):
         self.log("test/loss", self.test_loss.compute(), sync_dist=True)
         self.test_metrics.reset()
         self.test_loss.reset()
+        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None)
+        log_confusion_matrix(self, "test/confusion_matrix", self.test_confusion.compute(), names)
+        self.test_confusion.reset()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.optimized_parameters())
