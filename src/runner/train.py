@@ -20,6 +20,7 @@ from runner.checkpointing import find_resume_checkpoint, read_callback_state
 from runner.errors import UserError
 from runner.nested import with_nested_debug_limits
 from runner.parallel import configure_torch_threads, trainer_adjustments
+from runner.tracking import log_run_config, wandb_run_fields
 from runner.utils import (
     config_hash,
     print_and_save_config,
@@ -31,7 +32,6 @@ from runner.validation import validate_config
 
 log = logging.getLogger(__name__)
 
-from runner.tracking import log_run_config, wandb_run_fields
 # config groups holding networks, and the keyword the method receives each one under
 NETWORK_GROUPS = {"model": "net", "teacher": "teacher", "student": "student"}
 
@@ -98,6 +98,7 @@ def build_loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
                 extra.update(id=wandb_run_id, resume="allow")
                 log.info("continuing W&B run %s", wandb_run_id)
         loggers.append(instantiate(spec, **extra))
+    log_run_config(loggers, cfg)  # the whole resolved config + experiment, overrides, seed, hash, commit
     return loggers
 
 
@@ -109,7 +110,6 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
             raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give a .ckpt file or use resume=auto")
         return str(path)
     if cfg.get("resume") == "auto":
-    log_run_config(loggers, cfg)  # the whole resolved config + experiment, overrides, seed, hash, commit
         found = find_resume_checkpoint(cfg.paths.output_dir, cfg.paths.log_dir, cfg.task_name)
         if found is None:
             log.warning(

@@ -361,6 +361,11 @@ class FederatedModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_global("test", self.test_acc, self.test_class_acc, self.test_loss)
         acc = self._log_personalised("test")
+        if acc is not None:  # the per-client table for the loggers (W&B table) and tables/ of the run
+            from runner.tracking import log_table
+
+            rows = zip(range(len(acc)), self.client_test.sizes.tolist(), acc.tolist(), strict=True)
+            log_table(self, "test/client_accuracy", ["client", "test_samples", "personal_acc"], list(rows))
         if acc is not None and self.trainer.is_global_zero:
             out = Path(self.trainer.default_root_dir) / "client_test_acc.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -372,8 +377,3 @@ class FederatedModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["federated"] = {"rounds_done": int(self.global_step)}
-        if acc is not None:  # the per-client table for the loggers (W&B table) and tables/ of the run
-            from runner.tracking import log_table
-
-            rows = zip(range(len(acc)), self.client_test.sizes.tolist(), acc.tolist(), strict=True)
-            log_table(self, "test/client_accuracy", ["client", "test_samples", "personal_acc"], list(rows))

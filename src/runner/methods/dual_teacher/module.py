@@ -42,8 +42,8 @@ from runner.errors import UserError, invalid_value
 from runner.methods.video_supervised.module import VideoClassificationModule
 from runner.models.checkpoint import load_local_weights
 from runner.nested import announce_stages, describe_limits
-
 from runner.tracking import log_table
+
 from .cache import (
     CachedTeacherCollate,
     FixedViewDataset,
@@ -486,22 +486,22 @@ class DualTeacherDistillation(VideoClassificationModule):
             self.teacher_test_metrics[name].update(logits, batch["label"])
 
     def on_test_epoch_end(self) -> None:
+        distilled = float(self.test_metrics.compute()["test/acc"])  # before the base logs and resets it
         super().on_test_epoch_end()
+        summary = []  # the final table: each teacher, the student alone, the distilled student
         for name, metric in self.teacher_test_metrics.items():
             value = metric.compute()
             self.log(f"test/teacher_{name}_acc", value, sync_dist=True)
             summary.append([f"teacher {name}", type(self.teachers[name]).__name__, float(value)])
-        distilled = float(self.test_metrics.compute()["test/acc"])  # before the base logs and resets it
             metric.reset()
-        summary = []  # the final table: each teacher, the student alone, the distilled student
         for key, value in self.reference_results.items():
             self.log(f"test/{key}", value, sync_dist=True)
-
-    def optimized_parameters(self) -> list[nn.Parameter]:
-        """The student and the training-only term parameters (SDB, projectors); never the teachers."""
             summary.append([key.removesuffix("_acc").replace("_", " "), type(self.student).__name__, value])
         summary.append(["distilled student", type(self.student).__name__, distilled])
         log_table(self, "test/summary", ["model", "network", "test accuracy"], summary)
+
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """The student and the training-only term parameters (SDB, projectors); never the teachers."""
         params = [p for p in self.student.parameters() if p.requires_grad]
         return params + [p for p in self.terms.parameters() if p.requires_grad]
 
