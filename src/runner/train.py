@@ -135,9 +135,9 @@ def run(cfg: DictConfig) -> float | None:
     """Run one experiment; returns ``cfg.optimized_metric`` (None if it was never logged)."""
     started = time.time()
     validate_config(cfg)
+    torch_threads = configure_torch_threads(cfg)
     output_dir = Path(cfg.paths.output_dir)
     print_and_save_config(cfg, output_dir)
-    torch_threads = configure_torch_threads(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     log.info("seed %s", cfg.seed)
 
@@ -182,9 +182,9 @@ def run(cfg: DictConfig) -> float | None:
                 "objective": {"name": cfg.get("optimized_metric"), "value": objective},
                 "config_hash": config_hash(cfg),
                 "seed": cfg.seed,
+                "torch_threads": torch_threads,
                 "task_name": cfg.task_name,
                 "wall_time_s": round(time.time() - started, 3),
-                "torch_threads": torch_threads,
                 "corrupt_samples": corrupt,
                 "resumed_from": ckpt_path,
                 "overrides": _overrides(cfg),

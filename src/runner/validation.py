@@ -64,13 +64,13 @@ KEY_RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "resume": one_of(None, "auto"),
     "test_ckpt": one_of("last", "best"),
-    "trainer.max_epochs": EPOCHS,
-    "trainer.precision": one_of(*PRECISIONS),
     "optimized_mode": one_of("max", "min"),
     "torch_threads": Rule(
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "an integer >= 1 or null",
     ),
+    "trainer.max_epochs": EPOCHS,
+    "trainer.precision": one_of(*PRECISIONS),
     "trainer.accelerator": one_of(*ACCELERATORS),
     "trainer.gradient_clip_val": Rule(
         lambda v: v is None or (_is_number(v) and v >= 0), "a number >= 0 or null"
@@ -133,6 +133,12 @@ def validate_config(cfg: DictConfig) -> None:
                 raise invalid_value(key, value, rule.allowed)
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="") or "")
+        instead = (
+            "trainer=ddp_sim (DDP with 2 CPU processes) or trainer=ddp trainer.accelerator=cpu"
+            if strategy.startswith("ddp")
+            else "trainer=cpu"
+        )
         raise UserError(
             f"trainer.accelerator={accelerator} needs a CUDA GPU and none is visible; "
             f"use {instead} (or run on a machine with a GPU)"
@@ -152,10 +158,4 @@ def check_precision_on_device(cfg: DictConfig, accelerator: Any) -> None:
         raise UserError(
             f"trainer.precision={precision} is fp16, which needs a CUDA GPU (on CPU Lightning would run "
             "bf16 instead); use trainer.precision=bf16-mixed or 32-true on CPU, or trainer=gpu"
-        )
-        strategy = str(OmegaConf.select(cfg, "trainer.strategy", default="") or "")
-        instead = (
-            "trainer=ddp_sim (DDP with 2 CPU processes) or trainer=ddp trainer.accelerator=cpu"
-            if strategy.startswith("ddp")
-            else "trainer=cpu"
         )
