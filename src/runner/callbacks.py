@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+
+from runner.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +97,161 @@ class CorruptSampleCounter(L.Callback):
         return {"count": len(self.paths), "occurrences": self.occurrences, "paths": sorted(self.paths)}
 
 
-class NonFiniteLoss(RuntimeError):
-    """Raised when a training step produced a NaN or infinite loss."""
+def batch_has_samples(batch: Any) -> bool:
+    """False for a batch whose tensors all have a zero-sized first dimension (every sample was
+    dropped, e.g. all clips of the batch were corrupt); True for anything else (scalars included)."""
+    sizes: list[int] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            sizes.append(int(node.shape[0]) if node.ndim else 1)
+        elif isinstance(node, dict):
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                visit(value)
+
+    visit(batch)
+    return not sizes or max(sizes) > 0
+
+
+class DataPresenceCounter(L.Callback):
+    """Counts the training / evaluation batches that held at least one sample, so that a run with
+    no training batch or an empty evaluation set fails instead of ending with exit 0 (runner.train
+    adds it to every run)."""
+
+    def __init__(self) -> None:
+        self.train_batches = 0
+        self.test_batches = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train_batches += batch_has_samples(batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.test_batches += batch_has_samples(batch)
+
+
+class NonFiniteLoss(UserError):
+    """Training diverged: a NaN / infinite / exploding loss, or parameters that blew up.
+
+    A :class:`~runner.errors.UserError` (a learning rate too high for the data), so the CLI prints
+    its one-line message instead of a traceback."""
+
+
+# what to lower when a run diverges, by the config keys it has (first present wins); a config group
+# whose step size lives elsewhere adds its key here
+LOSS_LR_KEYS = ("fl_strategy.local_lr", "method.optimizer.lr", "model.lr", "method.lr")
+UPDATE_LR_KEYS = ("fl_strategy.server_lr",)  # a server step applies the aggregate (FL)
+
+
+def divergence_keys(cfg: Any) -> dict[str, str]:
+    """``{"loss": key, "update": key}``: the learning rates to lower when the loss of a step, or the
+    parameter update of a step (the server step of FL), diverges."""
+    from omegaconf import OmegaConf
+
+    def first(keys: tuple[str, ...]) -> str | None:
+        return next((k for k in keys if OmegaConf.select(cfg, k, default=None) is not None), None)
+
+    loss_key = first(LOSS_LR_KEYS)
+    update_key = first(UPDATE_LR_KEYS) or loss_key
+    return {k: v for k, v in {"loss": loss_key, "update": update_key}.items() if v}
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Stops training with a clear message when the loss is NaN/inf.
+    """Stops a diverging run with one line: the global step, epoch and batch of the first bad step,
+    every named loss term (``{"loss": total, "loss_terms": {...}}``) and the config key to lower.
 
-    The message names the global step, the batch index and every named loss term the step
-    returned (``{"loss": total, "loss_terms": {...}}``). Checking costs one host sync, so it is
-    done every ``check_every_n_steps`` steps (1 = every step).
+    A step is bad when its loss is NaN / inf or above ``max_loss``, or when after its update a
+    parameter is NaN / inf or larger than ``max_abs`` in magnitude (exploding embeddings). The
+    update case names the key of the update (``fl_strategy.server_lr`` for a server step). The checks
+    stay on the device; the host looks at them every ``check_every_n_steps`` steps and at the end of
+    each epoch, then reports the *first* bad step. ``lower_keys`` (``{"loss": key, "update": key}``)
+    is filled by ``runner.train`` from the run's config (:func:`divergence_keys`).
     """
 
-    def __init__(self, check_every_n_steps: int = 1) -> None:
+    def __init__(
+        self,
+        check_every_n_steps: int = 1,
+        max_loss: float = 1.0e8,
+        max_abs: float = 1.0e6,
+        lower_keys: dict[str, str] | None = None,
+    ) -> None:
         self.check_every_n_steps = max(1, int(check_every_n_steps))
+        self.max_loss = float(max_loss)
+        self.max_abs = float(max_abs)
+        self.lower_keys = dict(lower_keys or {})
+        self.lower_values: dict[str, Any] = {}
+        self._pending: list[tuple[int, int, int, torch.Tensor, torch.Tensor | None, dict]] = []
+
+    def _param_size(self, pl_module: Any) -> torch.Tensor | None:
+        """Largest parameter magnitude (NaN if any is NaN), on the device: no host sync."""
+        params = [p.detach() for p in pl_module.parameters() if p.requires_grad and p.numel()]
+        if not params:
+            return None
+        return torch.stack(torch._foreach_norm(params, float("inf"))).max()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.check_every_n_steps or not isinstance(outputs, dict):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            loss = None
+        terms = (outputs.get("loss_terms") or {}) if isinstance(outputs, dict) else {}
+        self._pending.append(
+            (
+                int(trainer.global_step),
+                int(trainer.current_epoch),
+                int(batch_idx),
+                loss.detach().float() if loss is not None else None,
+                self._param_size(pl_module) if pl_module is not None else None,
+                {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in terms.items()},
+            )
+        )
+        if len(self._pending) >= self.check_every_n_steps:
+            self._flush()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._flush()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._flush()
+
+    @staticmethod
+    def _bad(value: torch.Tensor | None, limit: float) -> torch.Tensor | None:
+        """A 0-dim bool tensor on the value's device: non-finite or above ``limit`` in magnitude."""
+        if value is None:
+            return None
+        size = value.abs().max()
+        return ~torch.isfinite(size) | (size > limit)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        flags = [
+            (self._bad(loss, self.max_loss), self._bad(size, self.max_abs))
+            for _, _, _, loss, size, _ in pending
+        ]
+        device = next((f.device for pair in flags for f in pair if f is not None), None)
+        if device is None:
             return
-        loss = outputs.get("loss")
-        if loss is None or bool(torch.isfinite(loss).all()):
-            return
-        terms = {k: float(v) for k, v in (outputs.get("loss_terms") or {}).items()}
-        raise NonFiniteLoss(
-            f"non-finite loss {float(loss)} at global step {trainer.global_step}, "
-            f"epoch {trainer.current_epoch}, batch {batch_idx}; loss terms: {terms}"
+        no = torch.zeros((), dtype=torch.bool, device=device)
+        stacked = torch.stack(
+            [torch.stack([a if a is not None else no, b if b is not None else no]) for a, b in flags]
+        )
+        for entry, (loss_bad, update_bad) in zip(pending, stacked.tolist(), strict=True):  # one host sync
+            if loss_bad or update_bad:
+                raise NonFiniteLoss(self._message(*entry, loss_bad))
+
+    def _message(self, step, epoch, batch_idx, loss, size, terms, loss_bad: bool) -> str:
+        shown = {k: round(float(v), 6) if isinstance(v, torch.Tensor) else v for k, v in terms.items()}
+        if loss_bad:
+            value = float(loss.abs().max())
+            what = f"loss {value:.4g}" + (f" (limit {self.max_loss:g})" if math.isfinite(value) else "")
+        else:
+            what = f"after this step's update a parameter reached {float(size):.4g} (limit {self.max_abs:g})"
+        key = self.lower_keys.get("loss" if loss_bad else "update")
+        hint = ""
+        if key:
+            hint = f"; lower {key}" + (f" (now {self.lower_values[key]})" if key in self.lower_values else "")
+        return (
+            f"training diverged at global step {step}, epoch {epoch}, batch {batch_idx}: {what}; "
+            f"loss terms: {shown}{hint}"
         )

@@ -1,15 +1,114 @@
-"""Atomic checkpoint writes and the lookup behind ``resume=auto``."""
+"""Atomic checkpoint writes, safe checkpoint reads, and the lookup behind ``resume=auto``.
+
+Every checkpoint is read with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`): a crafted
+file cannot run code, and a corrupt, truncated or foreign file becomes one :class:`UserError` line
+naming it. ``resume=auto`` skips a bad checkpoint and falls back to the previous good one, saying so.
+Temporary files that a killed write left behind (``.<name>.<pid>.*.tmp``) are removed.
+"""
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import pickle
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from runner.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# keys every Lightning training checkpoint has (what ckpt_path= / resume=auto need to continue)
+RESUME_KEYS = ("state_dict", "loops", "optimizer_states", "epoch", "global_step")
+_TMP_PID = re.compile(r"^\..+\.(\d+)\.[^.]*\.tmp$")
+
+
+def safe_checkpoint_globals() -> list[Any]:
+    """The few non-tensor types a Lightning checkpoint may hold besides plain containers."""
+    from lightning.fabric.utilities.data import AttributeDict as FabricAttributeDict
+    from lightning.pytorch.utilities.parsing import AttributeDict
+
+    return [AttributeDict, FabricAttributeDict]
+
+
+def load_checkpoint(path: str | os.PathLike, require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint file read with ``weights_only=True`` (nothing in it can run code).
+
+    Raises :class:`UserError` naming the file when it is missing, empty, truncated, garbled, not a
+    torch checkpoint, holds objects a safe load does not admit (a crafted pickle), or lacks one of
+    the ``require`` keys (a foreign file, e.g. plain weights given as a training checkpoint).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): an interrupted copy? give another file")
+    try:
+        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if unsafe:
+            raise UserError(
+                f"checkpoint {path} holds {unsafe.group(1)}, which a safe load does not admit (only "
+                "tensors and plain values are read: a file that needs other objects could run code)"
+            ) from err
+        raise UserError(
+            f"checkpoint {path} is not a torch checkpoint (garbled, or another file format)"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as err:
+        reason = str(err).split("\n")[0][:160]
+        raise UserError(
+            f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: {reason})"
+        ) from err
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    missing = [key for key in require if key not in checkpoint]
+    if missing:
+        raise UserError(
+            f"checkpoint {path} is not a training checkpoint of this runner (no {', '.join(missing)}); "
+            "give a <run>/checkpoints/*.ckpt file"
+        )
+    return checkpoint
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_tmp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove ``.*.tmp`` files an interrupted checkpoint write left in ``folder``; return them.
+
+    A file whose name carries the id of a live process (a write in progress) is kept."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.tmp"):
+        match = _TMP_PID.match(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d stale temporary checkpoint file(s) in %s", len(removed), folder)
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -24,7 +123,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO does not take storage_options")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # the writer's pid in the name: clean_stale_tmp_files keeps the files of live writers
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 torch.save(checkpoint, handle)
@@ -37,27 +139,61 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
-def find_resume_checkpoint(output_dir: str, log_dir: str, task_name: str) -> str | None:
-    """The checkpoint ``resume=auto`` continues from.
+def resume_candidates(output_dir: str, log_dir: str, task_name: str) -> list[str]:
+    """Checkpoints ``resume=auto`` may continue from, best first.
 
-    The run directory's own ``checkpoints/last.ckpt`` if it exists (a fixed ``hydra.run.dir``),
-    else the most recently written ``last.ckpt`` among this task's earlier runs
-    (``<log_dir>/<task_name>/runs/*/checkpoints/last.ckpt``); None when there is none.
+    The run directory's own checkpoints (a fixed ``hydra.run.dir``; ``last.ckpt`` first, then the
+    others, newest first), then the ``last.ckpt`` of this task's earlier runs
+    (``<log_dir>/<task_name>/runs/*/checkpoints/last.ckpt``), newest first.
     """
-    own = Path(output_dir) / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return str(own)
+    own_dir = Path(output_dir) / "checkpoints"
+    own = sorted(own_dir.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
     pattern = os.path.join(log_dir, task_name, "runs", "*", "checkpoints", "last.ckpt")
-    candidates = [p for p in glob.glob(pattern) if os.path.isfile(p)]
-    if not candidates:
-        return None
-    return max(candidates, key=os.path.getmtime)
+    earlier = sorted(
+        (p for p in glob.glob(pattern) if os.path.isfile(p) and Path(p).parent != own_dir),
+        key=os.path.getmtime,
+        reverse=True,
+    )
+    return [str(p) for p in own] + earlier
+
+
+def find_resume_checkpoint(output_dir: str, log_dir: str, task_name: str) -> str | None:
+    """The checkpoint ``resume=auto`` continues from: the first of :func:`resume_candidates` that
+    loads as a training checkpoint (None when there is none). A corrupt or foreign one is skipped
+    with a warning naming it and the checkpoint used instead; stale ``.tmp`` files are removed."""
+    skipped: list[str] = []
+    for candidate in resume_candidates(output_dir, log_dir, task_name):
+        clean_stale_tmp_files(Path(candidate).parent)
+        try:
+            load_checkpoint(candidate, require=RESUME_KEYS)
+        except UserError as err:
+            log.warning("resume=auto: skipping %s", err)
+            skipped.append(candidate)
+            continue
+        if skipped:
+            log.warning(
+                "resume=auto: falling back to the previous good checkpoint %s (skipped %d bad: %s)",
+                candidate,
+                len(skipped),
+                ", ".join(skipped),
+            )
+        return candidate
+    if skipped:
+        raise UserError(
+            f"resume=auto found only unreadable checkpoints ({', '.join(skipped)}); "
+            "remove them or start fresh without resume=auto"
+        )
+    return None
+
+
+def callback_state(checkpoint: dict[str, Any], key_fragment: str) -> dict[str, Any]:
+    """The saved state of the callback whose state key contains ``key_fragment`` ({} if absent)."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if key_fragment in key and isinstance(state, dict):
+            return dict(state)
+    return {}
 
 
 def read_callback_state(ckpt_path: str, key_fragment: str) -> dict[str, Any]:
     """The saved state of the callback whose state key contains ``key_fragment`` ({} if absent)."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    for key, state in checkpoint.get("callbacks", {}).items():
-        if key_fragment in key:
-            return dict(state)
-    return {}
+    return callback_state(load_checkpoint(ckpt_path), key_fragment)

@@ -115,13 +115,45 @@ def _record_failure(err: BaseException) -> None:
     log.error("job %s failed: %s (the sweep goes on)", output_dir.name, first_line)
 
 
+def resume_command(cfg: DictConfig) -> str:
+    """How to continue an interrupted job: its overrides plus ``ckpt_path=`` its newest checkpoint."""
+    import shlex
+
+    overrides = [
+        o
+        for o in HydraConfig.get().overrides.task
+        if not o.lstrip("+~").startswith(("ckpt_path=", "resume="))
+    ]
+    last = Path(str(cfg.paths.output_dir)) / "checkpoints" / "last.ckpt"
+    checkpoint = str(last) if last.is_file() else cfg.get("ckpt_path")
+    if not checkpoint:
+        return "no checkpoint was written yet; rerun the same command (finished nested trainings are cached)"
+    return "resume with: " + shlex.join(["python", "-m", "runner", *overrides, f"ckpt_path={checkpoint}"])
+
+
+def _interrupted(cfg: DictConfig, interrupted: BaseException) -> None:
+    """One line on stderr and exit 128 + the signal number (a sweep stops too)."""
+    message = f"interrupted by {interrupted.signal_name}; {resume_command(cfg)}"
+    log.error(message)
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(interrupted.exit_code)
+
+
 def task(cfg: DictConfig) -> float | None:
     """One Hydra job: run the experiment, turning failures into clear reports."""
-    from runner.train import run  # heavy imports after argument checks
+    from runner.interrupts import RunInterrupted, handle_interrupts
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return run(cfg)
+        with handle_interrupts():  # SIGTERM / SIGINT: exit non-zero, saying how to resume
+            from runner.validation import validate_config
+
+            validate_config(cfg)  # before the heavy imports and any twin: a bad value fails in seconds
+            from runner.train import run  # heavy imports after the checks
+
+            return run(cfg)
+    except RunInterrupted as interrupted:
+        _interrupted(cfg, interrupted)
     except Exception as err:  # noqa: BLE001 - every failure is reported, none is swallowed
         if multirun:
             _record_failure(err)

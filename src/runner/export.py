@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from runner.checkpointing import AtomicCheckpointIO
+from runner.checkpointing import AtomicCheckpointIO, load_checkpoint
 from runner.errors import UserError
 
 STUDENT_PREFIX = "student."
@@ -39,7 +39,8 @@ def export_student(checkpoint_path: str | os.PathLike, out_path: str | os.PathLi
     path = Path(checkpoint_path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # a Lightning checkpoint we wrote
+    # weights_only: a crafted checkpoint cannot run code; Lightning's few own types are allow-listed
+    checkpoint = load_checkpoint(path)
     state = student_state_dict(checkpoint)
     meta = {
         "source": str(path),

@@ -6,6 +6,7 @@ trainer (all via ``_target_``) → fit → test → ``metrics.json`` → return 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -13,10 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from runner.checkpointing import find_resume_checkpoint, read_callback_state
+from runner.callbacks import DataPresenceCounter, NonFiniteLossGuard, divergence_keys
+from runner.checkpointing import (
+    RESUME_KEYS,
+    clean_stale_tmp_files,
+    find_resume_checkpoint,
+    load_checkpoint,
+    read_callback_state,
+    safe_checkpoint_globals,
+)
+from runner.data.skips import reset_skips, skipped
 from runner.errors import UserError
 from runner.nested import with_nested_debug_limits
 from runner.parallel import configure_torch_threads, trainer_adjustments
@@ -108,6 +119,8 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
         path = Path(str(cfg.ckpt_path)).expanduser()
         if not path.is_file():
             raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give a .ckpt file or use resume=auto")
+        clean_stale_tmp_files(path.parent)
+        load_checkpoint(path, require=RESUME_KEYS)  # corrupt / truncated / foreign: one line naming it
         return str(path)
     if cfg.get("resume") == "auto":
         found = find_resume_checkpoint(cfg.paths.output_dir, cfg.paths.log_dir, cfg.task_name)
@@ -134,6 +147,7 @@ def _finish_wandb() -> None:
 def run(cfg: DictConfig) -> float | None:
     """Run one experiment; returns ``cfg.optimized_metric`` (None if it was never logged)."""
     started = time.time()
+    reset_skips()
     validate_config(cfg)
     torch_threads = configure_torch_threads(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -153,6 +167,9 @@ def run(cfg: DictConfig) -> float | None:
     ckpt_path = resolve_checkpoint(cfg)
     wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None
     callbacks = build_callbacks(cfg)
+    presence = DataPresenceCounter()  # no silent success: a run with no training / test batch fails
+    callbacks.append(presence)
+    _name_divergence_keys(cfg, callbacks)
     loggers = build_loggers(cfg, wandb_run_id)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_adjustments(cfg)
@@ -161,13 +178,18 @@ def run(cfg: DictConfig) -> float | None:
     metrics: dict[str, float] = {}
     try:
         if cfg.get("train", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            clean_stale_tmp_files(output_dir / "checkpoints")
+            with torch.serialization.safe_globals(safe_checkpoint_globals()), _naming_checkpoint(ckpt_path):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            _check_trained(trainer, presence, cfg)
             metrics.update(to_float_dict(trainer.callback_metrics))
         if cfg.get("test", True):
             test_ckpt = _test_checkpoint(cfg, trainer, ckpt_path)
             if test_ckpt:
                 log.info("testing the best checkpoint %s", test_ckpt)
-            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+            with torch.serialization.safe_globals(safe_checkpoint_globals()), _naming_checkpoint(test_ckpt):
+                trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
+            _check_evaluated(trainer, presence, cfg)
             metrics.update(to_float_dict(trainer.callback_metrics))
     finally:
         _finish_wandb()
@@ -186,6 +208,7 @@ def run(cfg: DictConfig) -> float | None:
                 "task_name": cfg.task_name,
                 "wall_time_s": round(time.time() - started, 3),
                 "corrupt_samples": corrupt,
+                "skipped": skipped(),
                 "resumed_from": ckpt_path,
                 "overrides": _overrides(cfg),
                 "data": {k: v for k, v in properties.items() if isinstance(v, int | float | str)},
@@ -209,6 +232,59 @@ def _raise_with_method_inputs(err: BaseException, cfg: DictConfig) -> None:
     notes = getattr(get_object(method._target_), "input_notes", None)
     if notes is not None and (lines := notes(method)):
         raise UserError(f"{cause}; {'; '.join(lines)}") from err
+
+
+def _name_divergence_keys(cfg: DictConfig, callbacks: list[L.Callback]) -> None:
+    """Tell the divergence guard which learning rates this run's config has (and their values)."""
+    keys = divergence_keys(cfg)
+    for callback in callbacks:
+        if isinstance(callback, NonFiniteLossGuard):
+            callback.lower_keys = {**keys, **callback.lower_keys}
+            callback.lower_values = {k: OmegaConf.select(cfg, k) for k in callback.lower_keys.values()}
+
+
+@contextlib.contextmanager
+def _naming_checkpoint(ckpt_path: str | None):
+    """A checkpoint that loads but does not fit this run's model / optimizer (another experiment's)
+    becomes one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as err:
+        text = str(err)
+        mismatch = ("Error(s) in loading state_dict", "size mismatch", "parameter group", "optimizer_states")
+        if ckpt_path is None or not any(m in text for m in mismatch):
+            raise
+        first = text.splitlines()[0][:200]
+        raise UserError(
+            f"checkpoint {ckpt_path} does not fit this run (written by another model or experiment?): {first}"
+        ) from err
+
+
+def _dataset_name(cfg: DictConfig) -> str:
+    root = "the twin" if OmegaConf.select(cfg, "dataset.synthetic") else OmegaConf.select(cfg, "dataset.root")
+    return f"{OmegaConf.select(cfg, 'task_name')} ({root or 'its dataset'})"
+
+
+def _check_trained(trainer: L.Trainer, presence: DataPresenceCounter, cfg: DictConfig) -> None:
+    """No silent success: fail when fit saw no training batch with a sample in it."""
+    if presence.train_batches or trainer.limit_train_batches == 0 or trainer.max_epochs == 0:
+        return
+    detail = "; ".join(f"{e['source']}: {e['count']} {e['reason']}" for e in skipped())
+    raise UserError(
+        f"no training batch was produced for {_dataset_name(cfg)}: the training set is empty or every sample "
+        f"was skipped" + (f" ({detail})" if detail else " (see the log for skipped samples)")
+    )
+
+
+def _check_evaluated(trainer: L.Trainer, presence: DataPresenceCounter, cfg: DictConfig) -> None:
+    """No silent success: fail when the test loop saw no batch with a sample in it."""
+    if presence.test_batches or trainer.limit_test_batches == 0:
+        return
+    detail = "; ".join(f"{e['source']}: {e['count']} {e['reason']}" for e in skipped())
+    raise UserError(
+        f"the evaluation set of {_dataset_name(cfg)} is empty: no test batch held a sample"
+        + (f" ({detail})" if detail else "")
+    )
 
 
 def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer, resumed_from: str | None) -> str | None:

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from runner.data.loading import fit_epoch, loader_generator
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
@@ -135,13 +136,14 @@ class EpochSeededSampler(Sampler[tuple[int, int]]):
     order and the augmentations of epoch e do not depend on how much global RNG was consumed
     before — 1 epoch + resume 1 epoch sees the same data as 2 epochs straight.
     (Under DDP Lightning wraps this sampler; it then shuffles per epoch with its own seed and the
-    per-sample seeds repeat across epochs.)
+    per-sample seeds repeat across epochs.) ``epoch`` is the epoch it starts at: with loader workers
+    the first iterator of a fit is created before ``set_epoch`` (see :mod:`runner.data.loading`).
     """
 
-    def __init__(self, length: int, seed: int = 0) -> None:
+    def __init__(self, length: int, seed: int = 0, epoch: int = 0) -> None:
         self.length = int(length)
         self.seed = int(seed)
-        self.epoch = 0
+        self.epoch = int(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -314,7 +316,8 @@ class VideoDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(len(dataset), self.seed) if shuffle else None,
+            sampler=EpochSeededSampler(len(dataset), self.seed, fit_epoch(self)) if shuffle else None,
+            generator=loader_generator(self.seed),
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -233,9 +233,9 @@ class FixedViewDataset(Dataset):
 class FixedViewSampler(Sampler[tuple[int, int]]):
     """Shuffles clips per ``(seed, epoch)`` and picks one of the K cached views for each."""
 
-    def __init__(self, length: int, num_views: int, seed: int = 0):
+    def __init__(self, length: int, num_views: int, seed: int = 0, epoch: int = 0):
         self.length, self.num_views, self.seed = int(length), int(num_views), int(seed)
-        self.epoch = 0
+        self.epoch = int(epoch)  # the epoch it starts at (resume with loader workers: runner.data.loading)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

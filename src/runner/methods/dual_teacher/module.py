@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from runner.data.loading import fit_epoch, loader_generator
 from runner.errors import UserError, invalid_value
 from runner.methods.video_supervised.module import VideoClassificationModule
 from runner.models.checkpoint import load_local_weights
@@ -398,18 +399,20 @@ class DualTeacherDistillation(VideoClassificationModule):
                 pin_memory=datamodule.pin_memory,
                 persistent_workers=persistent and datamodule.persistent_workers,
                 collate_fn=collate,
+                generator=loader_generator(datamodule.seed),  # exact resume (runner.data.loading)
             )
 
         self._cache_fill_loader = lambda: loader(
             [(i, v) for i in range(len(dataset)) for v in range(k)], collate_with_view_index, False
         )
         # the training batches carry their teachers' cached outputs (read in the loader's workers)
-        train_loader = loader(
-            FixedViewSampler(len(dataset), k, datamodule.seed),
+        # built when Lightning asks (after a resumed checkpoint's loop state is restored), starting at
+        # the epoch the fit runs next (runner.data.loading)
+        datamodule.train_dataloader = lambda: loader(  # this run's training data: the cached views
+            FixedViewSampler(len(dataset), k, datamodule.seed, fit_epoch(datamodule)),
             collate_with_view_index if self._cache is None else CachedTeacherCollate(self._cache),
             True,
         )
-        datamodule.train_dataloader = lambda: train_loader  # this run's training data: the cached views
 
     def on_fit_start(self) -> None:
         if self._cache is not None and not self._cache.is_valid():
