@@ -68,6 +68,13 @@ def _choices() -> dict[str, str]:
         return {}
 
 
+def _config_file(relative: str) -> Path:
+    """A file of the packaged config tree (``conf/`` of the checkout)."""
+    from importlib import resources
+
+    return Path(str(resources.files("runner.conf"))) / relative
+
+
 def _class_name(node: Any) -> str:
     target = str(node.get("_target_", "")) if isinstance(node, DictConfig) else ""
     return target.rsplit(".", 1)[-1]
@@ -87,8 +94,8 @@ def run_summary(cfg: DictConfig, output_dir: Path) -> list[tuple[str, str]]:
         name = choices.get("dataset", _class_name(dataset))
         if dataset.get("synthetic"):
             where = f"synthetic twin at {OmegaConf.select(cfg, 'dataset.synthetic_root', default='?')}"
-            recipe = choices.get("recipe")
-            if recipe and recipe != "None/" + str(choices.get("experiment")):
+            recipe = choices.get("recipe@_global_")
+            if recipe and _config_file(f"recipe/{recipe}.yaml").is_file():
                 where += f", twin-sized recipe conf/recipe/{recipe}.yaml"
         else:
             where = f"real data at {OmegaConf.select(cfg, 'dataset.root', default='?')}"
