@@ -69,8 +69,10 @@ __all__ = [
     "RoundDispatcher",
     "TrainRequest",
     "build_replica",
+    "clientapp",  # noqa: F822 - Flower app objects, made by the module __getattr__ on first use
     "clients_of_node",
     "serve_train",
+    "serverapp",  # noqa: F822
     "training_rows",
 ]
 
@@ -571,14 +573,14 @@ class RoundDispatcher:
         transport: NodeTransport,
         module: FederatedModule,
         config_yaml: str,
-        expected_nodes: int,
+        expected_nodes: int | None,
         node_wait: float = 120.0,
         torch_threads: int = 1,
     ) -> None:
         self.transport = transport
         self.module = module
         self.config_yaml = config_yaml
-        self.expected_nodes = int(expected_nodes)
+        self.expected_nodes = None if expected_nodes is None else int(expected_nodes)
         self.node_wait = float(node_wait)
         self.torch_threads = int(torch_threads)
         self.client_node: dict[int, int] = {}
@@ -590,31 +592,38 @@ class RoundDispatcher:
         self._stack: contextlib.ExitStack | None = None
 
     def discover(self) -> None:
-        """Wait for the nodes, give them the initial model, learn which clients each hosts."""
+        """Wait for the nodes, give them the initial model, learn which clients each hosts: until
+        ``expected_nodes`` nodes are connected (None: until the nodes cover every client)."""
         num_clients = self.module.client_data.num_clients
         deadline = time.monotonic() + self.node_wait
-        found = self.transport.nodes()
-        while len(found) < self.expected_nodes and time.monotonic() < deadline:
-            time.sleep(0.5)
+        initial = self.module.global_flat().cpu()
+        found: list[int] = []
+        missing: list[int] = list(range(num_clients))
+        while True:
             found = self.transport.nodes()
-        if len(found) < self.expected_nodes:
-            raise UserError(
-                f"Flower: {len(found)} SuperNode(s) connected within {self.node_wait:.0f} s, the run expects "
-                f"{self.expected_nodes} (fl_backend.num_supernodes)"
-            )
-        for node, (pid, parts) in self.transport.query(found, self.module.global_flat().cpu()).items():
-            for k in clients_of_node(pid, parts, num_clients):
-                if k in self.client_node:
-                    raise UserError(
-                        f"Flower: runner client {k} is hosted by two SuperNodes; give each node a distinct "
-                        "partition-id with the same num-partitions"
-                    )
-                self.client_node[k] = node
-        missing = sorted(set(range(num_clients)) - set(self.client_node))
+            if found and len(found) >= (self.expected_nodes or 1):
+                self.client_node = {}
+                for node, (pid, parts) in self.transport.query(found, initial).items():
+                    for k in clients_of_node(pid, parts, num_clients):
+                        if k in self.client_node:
+                            raise UserError(
+                                f"Flower: runner client {k} is hosted by two SuperNodes; give each node a "
+                                "distinct partition-id with the same num-partitions"
+                            )
+                        self.client_node[k] = node
+                missing = sorted(set(range(num_clients)) - set(self.client_node))
+                if not missing:
+                    break
+                if self.expected_nodes and len(found) >= self.expected_nodes:
+                    break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         if missing:
             raise UserError(
-                f"Flower: runner clients {missing[:10]} have no SuperNode (node_config partition-id / "
-                f"num-partitions must cover all {num_clients} clients)"
+                f"Flower: within {self.node_wait:.0f} s, {len(found)} SuperNode(s) connected and runner "
+                f"clients {missing[:10]} have none (node_config partition-id / num-partitions must cover all "
+                f"{num_clients} clients; fl_backend.node_wait, fl_backend.num_supernodes)"
             )
         log.info("Flower: %d SuperNodes host %d clients", len(set(self.client_node.values())), num_clients)
 
@@ -727,8 +736,12 @@ class FlowerBackend(L.Callback):
         self.session: GridSession | None = None
         self.timings: dict[str, float] = {}
 
-    def open_session(self, num_nodes: int) -> GridSession:
+    def open_session(self, num_nodes: int | None) -> GridSession:
         raise NotImplementedError
+
+    def expected_nodes(self, num_clients: int) -> int | None:
+        """Nodes to wait for (None: until the connected nodes host every client)."""
+        return None if self.num_supernodes is None else int(self.num_supernodes)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         _flwr()
@@ -747,7 +760,7 @@ class FlowerBackend(L.Callback):
             )
         started = time.perf_counter()
         num_clients = pl_module.client_data.num_clients
-        nodes = int(self.num_supernodes or num_clients)
+        nodes = self.expected_nodes(num_clients)
         self.session = self.open_session(nodes)
         self.dispatcher = RoundDispatcher(
             FlowerTransport(self.session, self.round_timeout),
@@ -804,8 +817,11 @@ class FlowerSimulation(FlowerBackend):
             "init_args": {"include_dashboard": False, **({"num_cpus": int(ray_cpus)} if ray_cpus else {})},
         }
 
-    def open_session(self, num_nodes: int) -> GridSession:
-        return _SimulationPump(client_app(), num_nodes, self.backend_config)
+    def expected_nodes(self, num_clients: int) -> int:
+        return int(self.num_supernodes or num_clients)
+
+    def open_session(self, num_nodes: int | None) -> GridSession:
+        return _SimulationPump(client_app(), int(num_nodes), self.backend_config)
 
 
 _DEPLOYMENT_GRID: Any = None
@@ -815,7 +831,7 @@ class FlowerDeployment(FlowerBackend):
     """``fl_backend=flower_deployment``: the grid of the ServerApp this run executes in (set by
     :data:`server_app`; ``python -m runner.flower run`` starts it on a SuperLink)."""
 
-    def open_session(self, num_nodes: int) -> GridSession:
+    def open_session(self, num_nodes: int | None) -> GridSession:
         if _DEPLOYMENT_GRID is None:
             raise UserError(
                 "fl_backend=flower_deployment runs inside a Flower ServerApp: start it with "
@@ -841,7 +857,8 @@ def client_app():
 
 def _server_main(grid, context) -> None:
     """The deployment ServerApp: compose the run config from the run config's ``overrides`` and run
-    it (``runner.train.run``) with ``fl_backend=flower_deployment`` over this grid."""
+    it (``runner.train.run``) with ``fl_backend=flower_deployment`` over this grid (run config keys
+    ``root-dir``, ``data-dir``, ``output-dir`` place it; ``python -m runner.flower run`` sets them)."""
     import shlex
 
     from runner.compose import compose_run_config
@@ -853,11 +870,11 @@ def _server_main(grid, context) -> None:
     overrides = shlex.split(str(run_config.get("overrides", "")))
     if not any(o.startswith("fl_backend=") for o in overrides):
         overrides.append("fl_backend=flower_deployment")
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    data_dir = run_config.get("data-dir") or None
-    cfg = compose_run_config(
-        overrides, output_dir=root / "logs" / "flower" / stamp, root_dir=root, data_dir=data_dir
+    output = str(run_config.get("output-dir") or "") or str(
+        root / "logs" / "flower" / time.strftime("%Y-%m-%d_%H-%M-%S")
     )
+    data_dir = str(run_config.get("data-dir") or "") or None
+    cfg = compose_run_config(overrides, output_dir=output, root_dir=root, data_dir=data_dir)
     _DEPLOYMENT_GRID = grid
     try:
         run(cfg)
