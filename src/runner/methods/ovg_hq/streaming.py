@@ -55,6 +55,7 @@ class StreamingGrounder:
         self.state = net.initial_state(1)
         self.boundary = 0
         self.emitted: list[np.ndarray] = []
+        self.last_outputs: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self, clip: torch.Tensor) -> np.ndarray:
@@ -66,6 +67,7 @@ class StreamingGrounder:
         window = torch.cat([self.buffer, token], dim=1)
         self.buffer = window[:, 1:]
         outputs, self.state = self.net.windows_forward(window.unsqueeze(1), self.state)
+        self.last_outputs = {k: v[0, 0] for k, v in outputs.items()}  # this clip's logits / spans / states
         self.boundary += 1
         emitted = emit(
             outputs["logits"][0],

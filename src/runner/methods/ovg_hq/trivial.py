@@ -25,7 +25,9 @@ MODES = ("frequent", "random")
 
 
 class TrivialGrounder(OnlineGroundingEvaluation):
-    """See the module docstring. ``net`` (the experiment's model group) is accepted and ignored."""
+    """See the module docstring. ``net`` (the experiment's model group) and the learned method's
+    settings an experiment sets (``optimizer``, ``distill``, ...) are accepted and ignored, so that
+    ``method=ovg_hq_trivial`` works in any OVG-HQ experiment."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class TrivialGrounder(OnlineGroundingEvaluation):
         test_conditions: Sequence[str] = EIGHT_CONDITIONS,
         tolerances: Sequence[float] = (1.0, 3.0, 5.0),
         net: Any = None,
+        **learned_method_settings: Any,
     ) -> None:
         super().__init__()
         if mode not in MODES:
