@@ -1,5 +1,7 @@
 """Seconds per training epoch of NLGCL, LightGCN, SGL and SimGCL in one run, as ratios to LightGCN;
-and our full-sort evaluation time. Optionally (``--recbole``) the same LightGCN epoch and full-sort
+and our full-sort evaluation time. The graph layer, piece by piece, on torch-geometric against the
+hand-written code (gcn_norm, dropout_edge, LGConv, LinkPredNDCG / LinkPredRecall): which one the
+models use and whether this run's numbers support it ("graph layer" section). Optionally (``--recbole``) the same LightGCN epoch and full-sort
 evaluation in RecBole 1.2.1 on the same ``.inter`` file, as ratios.
 
     .venv/bin/python experiments/perf/recsys.py                    # yelp twin (small), CPU
@@ -122,9 +124,16 @@ def time_models(dm, args, torch) -> dict[str, dict[str, float]]:
 
     device = torch.device(args.device)
     out = {}
-    for name, cls in (("LightGCN", LightGCN), ("NLGCL", NLGCL), ("SGL", SGL), ("SimGCL", SimGCL)):
+    models = (
+        ("LightGCN", LightGCN, {}),
+        ("LightGCN-PyG", LightGCN, {"propagation": "pyg"}),  # torch-geometric LGConv layers
+        ("NLGCL", NLGCL, {}),
+        ("SGL", SGL, {}),
+        ("SimGCL", SimGCL, {}),
+    )
+    for name, cls, options in models:
         torch.manual_seed(0)
-        net = cls(**dm.network_kwargs()).to(device)
+        net = cls(**dm.network_kwargs(), **options).to(device)
         module = RecommenderModule(net, dm.num_users, dm.num_items).to(device)
         module.trainer = L.Trainer(accelerator="cpu" if device.type == "cpu" else "gpu", logger=False)
         module.trainer.datamodule = dm
@@ -211,6 +220,171 @@ def nlgcl_floor(dm, args, torch, lightgcn_epoch_cpu: float) -> dict:
         "contrastive_matmul_exp_cpu_s_per_epoch": floor_epoch,
         "floor_ratio": (lightgcn_epoch_cpu + floor_epoch) / lightgcn_epoch_cpu,
     }
+
+
+# torch-geometric is used where it is as fast as the hand-written code (ratio PyG / own <= this)
+AS_FAST = 1.10
+
+
+def hand_written_normalized_adjacency(train_graph, num_users, num_items, keep=None):
+    """The hand-written ``D^-1/2 A D^-1/2`` (bincount degrees, COO -> CSR) the model code used before
+    torch-geometric's ``gcn_norm``: the baseline of the "graph layer" comparison."""
+    import torch
+
+    users, items = train_graph[0], train_graph[1]
+    if keep is not None:
+        users, items = users[keep], items[keep]
+    n = num_users + num_items
+    rows = torch.cat([users, items + num_users])
+    cols = torch.cat([items + num_users, users])
+    degree = torch.bincount(rows, minlength=n).float()
+    inv_sqrt = torch.where(degree > 0, degree.pow(-0.5), 0.0)
+    values = inv_sqrt[rows] * inv_sqrt[cols]
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=False)
+    return coo.coalesce().to_sparse_csr()
+
+
+def cpu_seconds(fn, device, torch, repeats: int) -> float:
+    """Median CPU seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    runs = []
+    for _ in range(repeats):
+        sync(device, torch)
+        started = time.process_time()
+        fn()
+        sync(device, torch)
+        runs.append(time.process_time() - started)
+    return statistics.median(runs)
+
+
+def graph_layer(dm, args, torch) -> list[dict]:
+    """torch-geometric against the hand-written graph code, per piece of the graph layer: the
+    normalised adjacency (``gcn_norm``), SGL's edge-dropout view (``dropout_edge``), the LightGCN
+    propagation forward + backward (``LGConv`` vs ``symmetric_spmm``) and the full-sort ranking
+    metrics (``LinkPredNDCG`` + ``LinkPredRecall`` vs ``RankingMetrics``). Each row says which one
+    the model code uses, and whether that is what this measurement supports."""
+    from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
+    from torch_geometric.nn import LGConv
+
+    from runner.metrics.ranking import RankingMetrics, topk_hits
+    from runner.models.recsys.base import (
+        bipartite_edge_index,
+        edge_dropout_adjacency,
+        gcn_normalized_csr,
+        symmetric_spmm,
+    )
+
+    device = torch.device(args.device)
+    graph = dm.split.train.to(device)
+    users, items = dm.num_users, dm.num_items
+    n, drop = users + items, 0.1
+    edge_index = bipartite_edge_index(graph, users)
+    adjacency = gcn_normalized_csr(edge_index, n)
+    x = torch.randn(n, 64, device=device, requires_grad=True)
+    conv = LGConv(normalize=False)
+
+    def propagate(step):
+        def run():
+            layers = [x]
+            for _ in range(2):
+                layers.append(step(layers[-1]))
+            torch.stack(layers).mean(0).square().sum().backward()
+
+        return run
+
+    scores = torch.randn(min(users, dm.eval_batch_users), items, device=device)
+    relevant = torch.rand(scores.shape, device=device) < 0.02
+    relevant[:, 0] = True
+    truth = relevant.nonzero().T
+
+    def ours_metrics():
+        metric = RankingMetrics((10, 20, 50)).to(device)
+        metric.update(topk_hits(scores, relevant, 50), relevant.sum(1))
+        metric.compute()
+
+    def pyg_metrics():
+        top = torch.topk(scores, 50, dim=1).indices
+        for k in (10, 20, 50):
+            for cls in (LinkPredNDCG, LinkPredRecall):
+                metric = cls(k).to(device)
+                metric.update(top[:, :k], truth)
+                metric.compute()
+
+    pieces = [
+        (
+            "normalised adjacency",
+            "gcn_norm + to_torch_csr_tensor",
+            lambda: gcn_normalized_csr(edge_index, n),
+            "bincount degrees + COO coalesce -> CSR",
+            lambda: hand_written_normalized_adjacency(graph, users, items),
+            "pyg",
+        ),
+        (
+            "SGL edge-dropout view",
+            "dropout_edge(force_undirected) + gcn_norm",
+            lambda: edge_dropout_adjacency(edge_index, n, drop),
+            "edge mask + hand-written normalisation",
+            lambda: hand_written_normalized_adjacency(
+                graph, users, items, torch.rand(graph.shape[1], device=device) >= drop
+            ),
+            "pyg",
+        ),
+        (
+            "propagation, 2 layers fwd + bwd",
+            "LGConv (autograd sparse backward)",
+            propagate(lambda h: conv(h, adjacency)),
+            "symmetric_spmm (backward = A g)",
+            propagate(lambda h: symmetric_spmm(adjacency, h)),
+            "own",
+        ),
+        (
+            "ranking metrics @10/20/50, one user chunk",
+            "LinkPredNDCG + LinkPredRecall",
+            pyg_metrics,
+            "RankingMetrics (top-k hits, one pass)",
+            ours_metrics,
+            "own",
+        ),
+    ]
+    rows = []
+    for piece, pyg_name, pyg_fn, own_name, own_fn, used in pieces:
+        pyg_s = cpu_seconds(pyg_fn, device, torch, args.layer_repeats)
+        own_s = cpu_seconds(own_fn, device, torch, args.layer_repeats)
+        ratio = pyg_s / own_s
+        supported = (ratio <= AS_FAST) == (used == "pyg")
+        rows.append(
+            {
+                "piece": piece,
+                "pyg": pyg_name,
+                "pyg_cpu_s": pyg_s,
+                "own": own_name,
+                "own_cpu_s": own_s,
+                "ratio": ratio,
+                "used": used,
+                "supported": supported,
+            }
+        )
+    return rows
+
+
+def graph_layer_lines(rows: list[dict], epochs: dict | None = None) -> list[str]:
+    """The comparison as printed lines (also the markdown section)."""
+    lines = []
+    for r in rows:
+        verdict = "PyG used" if r["used"] == "pyg" else "hand-written kept"
+        why = "as fast" if r["ratio"] <= AS_FAST else "PyG slower"
+        flag = "" if r["supported"] else "  <- the measurement no longer supports this choice"
+        lines.append(
+            f"{r['piece']}: PyG {r['pyg']} {r['pyg_cpu_s'] * 1e3:.2f} ms vs own {r['own']} "
+            f"{r['own_cpu_s'] * 1e3:.2f} ms -> PyG / own {r['ratio']:.2f} ({why}): {verdict}{flag}"
+        )
+    if epochs and "LightGCN-PyG" in epochs:
+        ratio = epochs["LightGCN-PyG"]["epoch_cpu_s"] / epochs["LightGCN"]["epoch_cpu_s"]
+        lines.append(
+            f"whole LightGCN epoch with model.propagation=pyg (LGConv) / own: {ratio:.2f} "
+            f"({'PyG slower: the default stays own' if ratio > AS_FAST else 'as fast'})"
+        )
+    return lines
 
 
 def time_eval(module, dm, device, torch) -> tuple[float, float]:
@@ -355,6 +529,16 @@ def write_report(path: Path, report: dict) -> None:
             f"per epoch ({fl['batches']} batches), so even with everything else free NLGCL / LightGCN >= "
             f"{fl['floor_ratio']:.2f} on this machine and data.",
         ]
+    if report.get("graph_layer"):
+        lines += [
+            "",
+            "## Graph layer: torch-geometric vs hand-written",
+            "",
+            f"torch-geometric is used where PyG / own <= {AS_FAST} (as fast, within noise); median CPU time "
+            f"of {report.get('layer_repeats', '')} calls after a warm-up.",
+            "",
+            *[f"- {line}" for line in graph_layer_lines(report["graph_layer"], ours)],
+        ]
     theirs = report.get("recbole")
     lines += ["", "## RecBole 1.2.1 LightGCN on the same `.inter` file", ""]
     if theirs is None:
@@ -405,6 +589,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on a shared box)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "runner_perf_recsys"))
     parser.add_argument("--recbole", action="store_true", help="also time RecBole 1.2.1 (separate venv)")
+    parser.add_argument("--layer-repeats", type=int, default=20, help="calls per graph-layer timing")
     parser.add_argument(
         "--out", default=str(REPO / "experiments" / "nlgcl" / "speed.md"), help="report (.md and .json)"
     )
@@ -419,6 +604,10 @@ def main() -> None:
     print("\nepoch CPU time relative to LightGCN (goal: NLGCL <= 1.3):")
     for name, values in ours.items():
         print(f"  {name:9s} {values['epoch_cpu_s'] / base:5.2f} x")
+    layer_rows = graph_layer(dm, args, torch)
+    print("\ngraph layer, torch-geometric vs hand-written (CPU seconds, median):")
+    for line in graph_layer_lines(layer_rows, ours):
+        print("  " + line)
     floor = nlgcl_floor(dm, args, torch, base)
     floor["topk_cpu_s"] = topk_alone(dm, args, torch)
     print(
@@ -457,8 +646,10 @@ def main() -> None:
         "data": dm.split.stats(),
         "batch": args.batch,
         "epochs": args.epochs,
+        "layer_repeats": args.layer_repeats,
         "ours": ours,
         "nlgcl_floor": floor,
+        "graph_layer": layer_rows,
         "recbole": theirs,
     }
     write_report(Path(args.out), report)

@@ -14,10 +14,35 @@ import warnings
 
 import torch
 from torch import nn
+from torch_geometric.nn import LGConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import dropout_edge, to_torch_csr_tensor
 
+from runner.errors import invalid_value
 from runner.methods.recsys.losses import bpr_loss, emb_loss
 
-__all__ = ["Recommender", "GraphRecommender", "normalized_adjacency", "symmetric_spmm"]
+__all__ = [
+    "PROPAGATIONS",
+    "GraphRecommender",
+    "Recommender",
+    "bipartite_edge_index",
+    "edge_dropout_adjacency",
+    "gcn_normalized_csr",
+    "normalized_adjacency",
+    "symmetric_spmm",
+]
+
+# LightGCN propagation: "own" = symmetric_spmm (A x with the backward A g), "pyg" = torch-geometric's
+# LGConv over the same CSR matrix (autograd's sparse backward). experiments/perf/recsys.py times both:
+# on CPU LGConv's forward + backward was 2.3x slower (twin graph, 1 thread), so "own" is the default.
+PROPAGATIONS = ("own", "pyg")
+
+
+def bipartite_edge_index(train_graph: torch.Tensor, num_users: int) -> torch.Tensor:
+    """``[2, 2E]`` edge index of the undirected user-item graph over ``U + I`` nodes (users first):
+    every training pair ``(u, i)`` as ``u -> U + i`` (first half) and ``U + i -> u`` (second half)."""
+    users, items = train_graph[0], train_graph[1] + num_users
+    return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
 
 
 def normalized_adjacency(
@@ -25,31 +50,36 @@ def normalized_adjacency(
 ) -> torch.Tensor:
     """``D^-1/2 A D^-1/2`` of the user-item bipartite graph, no self-loops (LightGCN, eq. 7), as a
     sparse CSR matrix over ``num_users + num_items`` nodes (users first; duplicate edges summed).
-    CSR, not COO: with torch 2.14 on CPU (1 thread) ``torch.sparse.mm`` of the twin's graph (71k
-    non-zeros, d = 64) took 0.37 ms with CSR and 2.1 ms with COO.
-
-    ``keep`` (bool per training edge) drops edges before normalising (SGL edge dropout).
-    """
-    users, items = train_graph[0], train_graph[1]
+    ``keep`` (bool per training edge) drops edges before normalising. Built with torch-geometric
+    (:func:`gcn_normalized_csr`)."""
     if keep is not None:
-        users, items = users[keep], items[keep]
-    n = num_users + num_items
-    rows = torch.cat([users, items + num_users])
-    cols = torch.cat([items + num_users, users])
-    degree = torch.bincount(rows, minlength=n).float()
-    inv_sqrt = torch.where(degree > 0, degree.pow(-0.5), 0.0)  # no boolean-mask write: no host sync
-    values = inv_sqrt[rows] * inv_sqrt[cols]
-    coo = torch.sparse_coo_tensor(
-        torch.stack([rows, cols]), values, (n, n), check_invariants=False
-    ).coalesce()
+        train_graph = train_graph[:, keep]
+    return gcn_normalized_csr(bipartite_edge_index(train_graph, num_users), num_users + num_items)
+
+
+def gcn_normalized_csr(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """torch-geometric's ``gcn_norm`` (no self-loops) of a symmetric ``edge_index`` as a torch CSR matrix.
+
+    CSR, not COO: with torch 2.14 on CPU (1 thread) ``torch.sparse.mm`` of the twin's graph (71k
+    non-zeros, d = 64) took 0.37 ms with CSR and 2.1 ms with COO. PyG's normalisation is as fast as
+    the hand-written one it replaced (experiments/perf/recsys.py, "graph layer")."""
+    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=False)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": used here for sparse.mm only
         warnings.simplefilter("ignore", UserWarning)
-        return coo.to_sparse_csr()
+        return to_torch_csr_tensor(edge_index, weight, size=(num_nodes, num_nodes))
+
+
+def edge_dropout_adjacency(edge_index: torch.Tensor, num_nodes: int, drop_ratio: float) -> torch.Tensor:
+    """SGL-ED's view: each undirected edge dropped with probability ``drop_ratio`` (both directions
+    together: torch-geometric ``dropout_edge(force_undirected=True)``), then normalised."""
+    kept, _ = dropout_edge(edge_index, p=drop_ratio, force_undirected=True, training=True)
+    return gcn_normalized_csr(kept, num_nodes)
 
 
 class _SymmetricSparseMatmul(torch.autograd.Function):
     """``y = A x`` for a symmetric sparse ``A``; the backward is ``A g`` (no transpose of ``A``, no
-    gradient for ``A``), which on CPU is several times faster than autograd's sparse backward."""
+    gradient for ``A``). Kept instead of torch-geometric's ``LGConv`` because the benchmark
+    (experiments/perf/recsys.py) measures LGConv's autograd backward slower on CPU."""
 
     @staticmethod
     def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -94,6 +124,8 @@ class GraphRecommender(Recommender):
     """LightGCN backbone (He et al., SIGIR 2020): ego embeddings (xavier-uniform, RecBole), ``L``
     propagation layers ``E^{l+1} = Â E^l`` (one sparse matmul per layer), final embedding the mean of
     layers ``0..L``; loss BPR + ``reg_weight`` * EmbLoss on the ego embeddings of the batch.
+    ``Â`` is torch-geometric's ``gcn_norm`` of the bipartite graph; a layer is :func:`symmetric_spmm`
+    (``propagation="own"``) or torch-geometric's ``LGConv`` (``"pyg"``) -- the same values.
 
     Args:
         num_users, num_items: sizes.
@@ -102,6 +134,7 @@ class GraphRecommender(Recommender):
         n_layers: ``L``.
         reg_weight: weight of the embedding regulariser (1e-4).
         require_pow: RecBole EmbLoss variant (squared norms / 2) when True.
+        propagation: ``own`` (default, faster on CPU) or ``pyg`` (see :data:`PROPAGATIONS`).
     """
 
     def __init__(
@@ -113,8 +146,13 @@ class GraphRecommender(Recommender):
         n_layers: int = 2,
         reg_weight: float = 1e-4,
         require_pow: bool = False,
+        propagation: str = "own",
     ):
         super().__init__(num_users, num_items)
+        if propagation not in PROPAGATIONS:
+            raise invalid_value("model.propagation", propagation, "one of " + ", ".join(PROPAGATIONS))
+        self.propagation = propagation
+        self.conv = LGConv(normalize=False)  # parameter-free; used when propagation == "pyg"
         self.n_layers = int(n_layers)
         self.reg_weight = float(reg_weight)
         self.require_pow = bool(require_pow)
@@ -125,8 +163,15 @@ class GraphRecommender(Recommender):
         train_graph = torch.as_tensor(train_graph, dtype=torch.long)
         self.register_buffer("train_graph", train_graph, persistent=False)
         self.register_buffer(
-            "adjacency", normalized_adjacency(train_graph, self.num_users, self.num_items), persistent=False
+            "edge_index", bipartite_edge_index(train_graph, self.num_users), persistent=False
         )
+        self.register_buffer(
+            "adjacency", gcn_normalized_csr(self.edge_index, self.num_nodes), persistent=False
+        )
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_users + self.num_items
 
     def ego_embeddings(self) -> torch.Tensor:
         return torch.cat([self.user_embedding.weight, self.item_embedding.weight])
@@ -136,8 +181,14 @@ class GraphRecommender(Recommender):
         adjacency = self.adjacency if adjacency is None else adjacency
         layers = [self.ego_embeddings()]
         for _ in range(self.n_layers):
-            layers.append(symmetric_spmm(adjacency, layers[-1]))
+            layers.append(self.layer(adjacency, layers[-1]))
         return layers
+
+    def layer(self, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """One propagation ``Â x`` (:data:`PROPAGATIONS`)."""
+        if self.propagation == "pyg":
+            return self.conv(x, adjacency)
+        return symmetric_spmm(adjacency, x)
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[: self.num_users], x[self.num_users :]

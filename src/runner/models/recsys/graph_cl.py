@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from runner.errors import invalid_value
 from runner.methods.recsys.losses import info_nce
-from runner.models.recsys.base import GraphRecommender, normalized_adjacency, symmetric_spmm
+from runner.models.recsys.base import GraphRecommender, edge_dropout_adjacency
 
 __all__ = ["LightGCN", "SGL", "SimGCL", "XSimGCL", "NCL", "kmeans", "first_occurrence", "distinct_info_nce"]
 
@@ -83,8 +83,8 @@ class SGL(GraphRecommender):
         self.views: list[torch.Tensor] = []
 
     def edge_dropout_view(self) -> torch.Tensor:
-        keep = torch.rand(self.train_graph.shape[1], device=self.train_graph.device) >= self.drop_ratio
-        return normalized_adjacency(self.train_graph, self.num_users, self.num_items, keep)
+        """An edge-dropout subgraph (torch-geometric ``dropout_edge``, both directions of an edge together)."""
+        return edge_dropout_adjacency(self.edge_index, self.num_nodes, self.drop_ratio)
 
     def on_train_epoch_start(self, epoch: int) -> None:
         self.views = [self.edge_dropout_view(), self.edge_dropout_view()]
@@ -133,7 +133,7 @@ class SimGCL(GraphRecommender):
         adjacency = self.adjacency if adjacency is None else adjacency
         layers = [self.ego_embeddings()]
         for _ in range(self.n_layers):
-            x = symmetric_spmm(adjacency, layers[-1])
+            x = self.layer(adjacency, layers[-1])
             if perturbed:
                 x = x + torch.sign(x) * F.normalize(torch.rand_like(x), dim=-1) * self.eps
             layers.append(x)

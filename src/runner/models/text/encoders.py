@@ -53,22 +53,18 @@ class MiniLMTextEncoder:
 
 
 class OpenCLIPTextEncoder:
-    """open_clip's text tower from a local checkpoint file, with CLIP's "a photo of a {}." prompt."""
+    """open_clip's text tower from a local checkpoint file (:func:`runner.models.clip.load_open_clip`),
+    with CLIP's "a photo of a {}." prompt. ``checkpoint`` is ``fl_strategy.text_encoder.checkpoint``."""
+
+    CONFIG_KEY = "fl_strategy.text_encoder.checkpoint"
 
     def __init__(
         self, model_name: str, checkpoint: str, prompt: str = "a photo of a {}.", device: str = "cpu"
     ) -> None:
-        import open_clip
+        from runner.models.clip import load_open_clip, open_clip_tokenizer
 
-        if not Path(checkpoint).is_file():
-            raise UserError(
-                f"open_clip checkpoint {checkpoint} not found (fedsm.text_encoder.checkpoint must be a local file)"
-            )
-        self.model, _, _ = open_clip.create_model_and_transforms(
-            model_name, pretrained=checkpoint, device=device
-        )
-        self.model.eval()
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.model = load_open_clip(model_name, checkpoint, config_key=self.CONFIG_KEY, device=device)
+        self.tokenizer = open_clip_tokenizer(model_name)
         self.prompt = prompt
         self.device = device
 
