@@ -470,7 +470,12 @@ class DualTeacherDistillation(VideoClassificationModule):
         )
         for name, value in values.items():
             self.log(
-                f"train/loss_{name}", value.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True
+                f"train/loss_{name}",
+                value.detach(),
+                on_step=False,
+                on_epoch=True,
+                batch_size=n,
+                sync_dist=True,
             )
         for name, value in ctx.stats.items():  # DATW weights: per-epoch mean of per-batch means
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
