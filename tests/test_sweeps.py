@@ -30,8 +30,8 @@ FAMILIES = {
 }
 
 
-def test_every_search_config_is_covered():
-    assert {p.stem for p in (CONF / "hparams_search").glob("*.yaml")} == set(FAMILIES)
+def test_every_optuna_search_config_is_covered():
+    assert {p.stem for p in (CONF / "hparams_search").glob("*_optuna.yaml")} == set(FAMILIES)
 
 
 @pytest.mark.parametrize(
