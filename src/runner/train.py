@@ -265,9 +265,19 @@ def _dataset_name(cfg: DictConfig) -> str:
     return f"{OmegaConf.select(cfg, 'task_name')} ({root or 'its dataset'})"
 
 
+def _counted_in_spawned_workers(trainer: L.Trainer) -> bool:
+    """``strategy=ddp_spawn`` (``trainer=ddp_sim``) runs fit and test in spawned processes: this
+    process's :class:`DataPresenceCounter` is a copy that never sees a batch."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+
+
 def _check_trained(trainer: L.Trainer, presence: DataPresenceCounter, cfg: DictConfig) -> None:
     """No silent success: fail when fit saw no training batch with a sample in it."""
     if presence.train_batches or trainer.limit_train_batches == 0 or trainer.max_epochs == 0:
+        return
+    if _counted_in_spawned_workers(trainer):
         return
     detail = "; ".join(f"{e['source']}: {e['count']} {e['reason']}" for e in skipped())
     raise UserError(
@@ -278,7 +288,7 @@ def _check_trained(trainer: L.Trainer, presence: DataPresenceCounter, cfg: DictC
 
 def _check_evaluated(trainer: L.Trainer, presence: DataPresenceCounter, cfg: DictConfig) -> None:
     """No silent success: fail when the test loop saw no batch with a sample in it."""
-    if presence.test_batches or trainer.limit_test_batches == 0:
+    if presence.test_batches or trainer.limit_test_batches == 0 or _counted_in_spawned_workers(trainer):
         return
     detail = "; ".join(f"{e['source']}: {e['count']} {e['reason']}" for e in skipped())
     raise UserError(
