@@ -395,7 +395,7 @@ def _client_train(message, context):
 # ---- server half ----------------------------------------------------------------------------------
 class GridSession:
     """Runs functions of a Flower ``Grid``: inline (a deployment's ServerApp thread owns the grid) or
-    through a queue served by the simulation's ServerApp thread (:class:`_SimulationPump`)."""
+    through a queue served by the simulation's ServerApp thread (:class:`SimulationSession`)."""
 
     def __init__(self, grid=None) -> None:
         self.grid = grid
@@ -407,7 +407,7 @@ class GridSession:
         pass
 
 
-class _SimulationPump(GridSession):
+class SimulationSession(GridSession):
     """Flower's simulation engine in a background thread; its ServerApp serves :meth:`call`s."""
 
     def __init__(self, client_app, num_supernodes: int, backend_config: dict[str, Any]) -> None:
@@ -821,7 +821,7 @@ class FlowerSimulation(FlowerBackend):
         return int(self.num_supernodes or num_clients)
 
     def open_session(self, num_nodes: int | None) -> GridSession:
-        return _SimulationPump(client_app(), int(num_nodes), self.backend_config)
+        return SimulationSession(client_app(), int(num_nodes), self.backend_config)
 
 
 _DEPLOYMENT_GRID: Any = None

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from runner.checkpointing import AtomicCheckpointIO
+from runner.distributed import train_once
 from runner.methods.video_supervised import VideoClassifier
 from runner.nested import debug_limits, nested_trainer
 from runner.utils import isolated_rng
@@ -162,23 +163,35 @@ def ensure_trained(
         payload = torch.load(path, map_location="cpu", weights_only=True)
         log.info("%s: using cached checkpoint %s", name, path)
         return path, dict(payload.get("meta", {}))
-    log.info("%s: no checkpoint yet, training it with the supervised recipe (%s)", name, path)
-    started = time.time()
-    net = build()
-    acc = train_supervised(
-        net,
-        datamodule,
-        num_classes,
-        input_key,
-        recipe["optimizer"],
-        recipe.get("scheduler"),
-        int(recipe["max_epochs"]),
-        recipe.get("gradient_clip_val"),
-        recipe.get("limit_train_batches"),
-        int(recipe.get("seed", 0)),
-        name,
-    )
-    meta = {"name": name, "test_acc": acc, "train_seconds": round(time.time() - started, 1), "key": key}
-    AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict(), "meta": meta}, path)
-    log.info("%s: trained in %.0fs, test acc %.3f -> %s", name, meta["train_seconds"], acc, path)
-    return path, meta
+    # under DDP rank 0 trains it outside the process group and the other ranks wait for the file
+    # (runner.distributed: a nested Trainer inside the group deadlocks on its collectives)
+    with train_once(path, name) as train:
+        if train:
+            log.info("%s: no checkpoint yet, training it with the supervised recipe (%s)", name, path)
+            started = time.time()
+            net = build()
+            acc = train_supervised(
+                net,
+                datamodule,
+                num_classes,
+                input_key,
+                recipe["optimizer"],
+                recipe.get("scheduler"),
+                int(recipe["max_epochs"]),
+                recipe.get("gradient_clip_val"),
+                recipe.get("limit_train_batches"),
+                int(recipe.get("seed", 0)),
+                name,
+            )
+            meta = {
+                "name": name,
+                "test_acc": acc,
+                "train_seconds": round(time.time() - started, 1),
+                "key": key,
+            }
+            AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict(), "meta": meta}, path)
+            log.info("%s: trained in %.0fs, test acc %.3f -> %s", name, meta["train_seconds"], acc, path)
+            return path, meta
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    log.info("%s: using the checkpoint rank 0 trained, %s", name, path)
+    return path, dict(payload.get("meta", {}))
