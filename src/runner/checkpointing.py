@@ -30,12 +30,16 @@ RESUME_KEYS = ("state_dict", "loops", "optimizer_states", "epoch", "global_step"
 _TMP_PID = re.compile(r"^\..+\.(\d+)\.[^.]*\.tmp$")
 
 
-def safe_checkpoint_globals() -> list[Any]:
-    """The few non-tensor types a Lightning checkpoint may hold besides plain containers."""
-    from lightning.fabric.utilities.data import AttributeDict as FabricAttributeDict
-    from lightning.pytorch.utilities.parsing import AttributeDict
+# Types admitted by the safe load besides tensors and plain containers. Lightning's own checkpoints
+# need none: it stores hyper-parameters as a plain dict (an OmegaConf container only when the module's
+# hparams are one — this runner's modules save plain values), loop / callback / optimizer states as
+# dicts of tensors and numbers. Append a type here only if a checkpoint of this runner needs it.
+SAFE_CHECKPOINT_GLOBALS: list[Any] = []
 
-    return [AttributeDict, FabricAttributeDict]
+
+def safe_checkpoint_globals() -> list[Any]:
+    """The non-tensor types a checkpoint of this runner may hold (see SAFE_CHECKPOINT_GLOBALS)."""
+    return list(SAFE_CHECKPOINT_GLOBALS)
 
 
 def load_checkpoint(path: str | os.PathLike, require: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -60,9 +64,12 @@ def load_checkpoint(path: str | os.PathLike, require: tuple[str, ...] = ()) -> d
                 f"checkpoint {path} holds {unsafe.group(1)}, which a safe load does not admit (only "
                 "tensors and plain values are read: a file that needs other objects could run code)"
             ) from err
-        raise UserError(
-            f"checkpoint {path} is not a torch checkpoint (garbled, or another file format)"
-        ) from err
+        if "Unsupported operand" in str(err) or "invalid load key" in str(err):
+            raise UserError(
+                f"checkpoint {path} is not a torch checkpoint (garbled, or another file format)"
+            ) from err
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
+        raise UserError(f"checkpoint {path} holds objects a safe load does not admit ({detail})") from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as err:
         reason = str(err).split("\n")[0][:160]
         raise UserError(

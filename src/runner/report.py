@@ -292,11 +292,22 @@ def plot_curves(jobs: list[dict], out_file: Path, title: str | None = None) -> b
     return True
 
 
+def unfinished_jobs(sweep_dir: Path) -> list[str]:
+    """Job folders (with a ``.hydra`` folder) holding neither ``metrics.json`` nor a failure file: the
+    job was killed (or is still running)."""
+    return [
+        job.name
+        for job in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir())
+        if not (job / "metrics.json").is_file() and not (job / FAILURE_FILE).is_file()
+    ]
+
+
 def build_report(sweep_dir: Path) -> str:
     """Write report.md (+ report.png when curves were logged) into ``sweep_dir``; return the markdown."""
     jobs = load_jobs(sweep_dir)
     failures = failed_jobs(sweep_dir)
-    if not jobs and not failures:
+    unfinished = unfinished_jobs(sweep_dir)
+    if not jobs and not failures and not unfinished:
         raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
     parts = [f"# Sweep report: {sweep_dir}", "", summary_table(jobs) if jobs else "(no finished job)"]
     if failures:
@@ -304,6 +315,13 @@ def build_report(sweep_dir: Path) -> str:
             "",
             f"Failed jobs ({len(failures)}):",
             *[f"- job {name}: {err} (see {name}/{FAILURE_FILE})" for name, err in failures],
+        ]
+    if unfinished:
+        parts += [
+            "",
+            f"Jobs that did not finish ({len(unfinished)}; killed or still running: neither metrics.json nor "
+            f"{FAILURE_FILE}):",
+            *[f"- job {name}: did not finish" for name in unfinished],
         ]
     has_plot = plot_curves(jobs, sweep_dir / "report.png", title=str(sweep_dir)) if jobs else False
     parts += [

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.data.domains.folders import ImageArrays
+from runner.data.files import check_labels
 from runner.data.images.cifar import CIFAR10_NAMES, load_cifar_pickle
 from runner.data.twin import CachedTwin
 from runner.errors import UserError, invalid_value, missing_dataset_root
@@ -146,7 +147,10 @@ def read_cifar10c(
     labels_path = os.path.join(root, "labels.npy")
     if not os.path.isfile(labels_path):
         raise UserError(f"CIFAR-10-C labels not found: {labels_path}")
-    labels = np.load(labels_path).astype(np.int64)
+    labels = _load_npy(labels_path).astype(np.int64)
+    if labels.ndim != 1:
+        raise UserError(f"{labels_path} has shape {labels.shape}; expected one label per image")
+    check_labels(labels_path, labels, len(CIFAR10_CLASSES))
     if len(labels) % 5:
         raise UserError(f"{labels_path} has {len(labels)} labels, not a multiple of the 5 severities")
     n = len(labels) // 5
@@ -156,7 +160,7 @@ def read_cifar10c(
         if not os.path.isfile(path):
             available = sorted(p[:-4] for p in os.listdir(root) if p.endswith(".npy") and p != "labels.npy")
             raise UserError(f"CIFAR-10-C corruption file {path} not found; available: {', '.join(available)}")
-        images = np.load(path, mmap_mode="r")
+        images = _load_npy(path, mmap_mode="r")
         if images.shape[0] != len(labels) or images.shape[1:] != (32, 32, 3):
             raise UserError(f"{path} has shape {images.shape}; expected ({len(labels)}, 32, 32, 3)")
         for severity in severities:
@@ -165,6 +169,17 @@ def read_cifar10c(
                 np.asarray(images[rows]), labels[rows], list(CIFAR10_CLASSES)
             )
     return result
+
+
+def _load_npy(path: str, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` of a ``.npy`` (never pickled objects); a broken file is one line naming it."""
+    try:
+        array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError(f"{path} is not a readable .npy array ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+        raise UserError(f"{path} holds {type(array).__name__} of {getattr(array, 'dtype', '?')}, not numbers")
+    return array
 
 
 def load_cifar_test_batch(cifar_root: str) -> tuple[np.ndarray, np.ndarray]:

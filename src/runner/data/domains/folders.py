@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.data.skips import record_skip
 from runner.errors import UserError, missing_dataset_root
 
 log = logging.getLogger("runner.data")
@@ -45,7 +46,7 @@ def load_image(path: Path, size: int | None) -> np.ndarray | None:
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         log.warning("skipping unreadable image %s (%s)", path, err)
         return None
 
@@ -66,7 +67,7 @@ def read_class_folders(
     extra = sorted(set(found) - set(names))
     if extra:
         raise UserError(f"{folder} has class folders {extra} that are not among the expected classes {names}")
-    images, labels = [], []
+    images, labels, unreadable = [], [], []
     for label, name in enumerate(names):
         class_dir = folder / name
         if not class_dir.is_dir():
@@ -78,6 +79,9 @@ def read_class_folders(
             if image is not None:
                 images.append(image)
                 labels.append(label)
+            else:
+                unreadable.append(str(path))
+    record_skip(str(folder), "unreadable images", len(unreadable), unreadable)
     if not images:
         raise UserError(f"no images under {folder}/<class>/ (expected .png or .jpg files)")
     return ImageArrays(np.stack(images), np.asarray(labels, dtype=np.int64), names)

@@ -9,12 +9,15 @@ The few-shot splits have disjoint classes; federated work (CO-PFL) pools the thr
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 
 from runner.data.domains.folders import ImageArrays, load_image
+from runner.data.files import read_text
+from runner.data.skips import nothing_left, record_skip
 from runner.errors import UserError, missing_dataset_root
 
 SPLIT_FILES = ("train.csv", "val.csv", "test.csv")
@@ -23,15 +26,17 @@ SPLIT_FILES = ("train.csv", "val.csv", "test.csv")
 def read_split_file(path: str) -> list[tuple[str, str]]:
     """(filename, label) rows of one split file; a malformed file raises a UserError naming the line."""
     rows = []
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
+    try:
+        reader = csv.reader(io.StringIO(read_text(path)))
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:2]] != ["filename", "label"]:
             raise UserError(f"{path}: line 1 must be the header 'filename,label', got {header}")
         for line_number, row in enumerate(reader, start=2):
-            if len(row) < 2 or not row[0] or not row[1]:
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
                 raise UserError(f"{path}: line {line_number} is not 'filename,label': {row}")
             rows.append((row[0], row[1]))
+    except csv.Error as err:
+        raise UserError(f"{path}: malformed CSV ({err})") from None
     return rows
 
 
@@ -51,12 +56,19 @@ def read_mini_imagenet(
         rows += read_split_file(path)
     class_names = sorted({label for _, label in rows})
     index = {name: k for k, name in enumerate(class_names)}
-    images, labels = [], []
+    images, labels, unreadable = [], [], []
     for filename, label in rows:
         image = load_image(Path(root, "images", filename), size)
         if image is not None:
             images.append(image)
             labels.append(index[label])
+        else:
+            unreadable.append(filename)
+    record_skip(
+        os.path.join(root, "images"), "listed images missing or unreadable", len(unreadable), unreadable
+    )
+    if not images:
+        raise nothing_left(os.path.join(root, "images"), "readable image")
     all_images, all_labels = np.stack(images), np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(all_labels), bool)

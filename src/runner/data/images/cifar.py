@@ -20,6 +20,7 @@ import pickle
 import numpy as np
 import torch
 
+from runner.data.files import check_labels
 from runner.data.safe_pickle import load_restricted_pickle
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
@@ -83,12 +84,21 @@ class CifarReader:
             if not os.path.isfile(path):
                 raise UserError(f"{self.variant}: {path} missing")
             batch = load_cifar_pickle(path)
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            labels = np.asarray(batch[self.layout["labels"]], dtype=np.int64)
-            if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+            for key in (b"data", self.layout["labels"]):
+                if key not in batch:
+                    raise UserError(
+                        f"{path}: no {key!r} entry (holds {sorted(map(repr, batch))[:6]}); not a {self.variant} batch"
+                    )
+            try:
+                data = np.asarray(batch[b"data"], dtype=np.uint8)
+                labels = np.asarray(batch[self.layout["labels"]], dtype=np.int64)
+            except (TypeError, ValueError, OverflowError) as err:
+                raise UserError(f"{path}: data or labels are not numbers ({err})") from None
+            if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(data) != len(labels):
                 raise UserError(
-                    f"{path}: expected [N, 3072] data and N labels, got {data.shape}, {len(labels)}"
+                    f"{path}: expected [N, 3072] data and N labels, got {data.shape}, {labels.shape}"
                 )
+            check_labels(path, labels, self.num_classes)
             xs.append(data)
             ys.append(labels)
         x = torch.from_numpy(np.concatenate(xs)).view(-1, 3, 32, 32).float() / 255.0
@@ -96,9 +106,19 @@ class CifarReader:
         std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
         return (x - mean) / std, torch.from_numpy(np.concatenate(ys))
 
+    @property
+    def num_classes(self) -> int:
+        return 10 if self.variant == "cifar10" else 100
+
     def load(self) -> ArraySplits:
-        meta = load_cifar_pickle(os.path.join(self.folder, self.layout["meta"]))
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[self.layout["names"]]]
+        meta_path = os.path.join(self.folder, self.layout["meta"])
+        meta = load_cifar_pickle(meta_path)
+        raw_names = meta.get(self.layout["names"])
+        if not isinstance(raw_names, list | tuple) or len(raw_names) != self.num_classes:
+            raise UserError(
+                f"{meta_path}: no list of {self.num_classes} {self.layout['names']!r}; not {self.variant} meta"
+            )
+        names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in raw_names]
         x_train, y_train = self._split(self.layout["train"])
         x_test, y_test = self._split(self.layout["test"])
         return ArraySplits(x_train, y_train, x_test, y_test, names)

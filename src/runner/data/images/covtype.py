@@ -18,11 +18,13 @@ the rare classes are present.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 
 import numpy as np
 import torch
 
+from runner.data.files import read_text
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
 from .common import ArraySplits, CachedTwin
@@ -87,16 +89,32 @@ class CovtypeReader:
     def load(self) -> ArraySplits:
         import pandas as pd
 
+        text = read_text(self.path)  # a corrupted .gz or non-text bytes: one line naming the file
         try:
-            frame = pd.read_csv(self.path, header=None, dtype=np.float64)
-        except (ValueError, OSError, EOFError) as err:
-            raise UserError(f"{self.path} is not a covtype CSV ({err})") from err
+            frame = pd.read_csv(io.StringIO(text), header=None, dtype=np.float64)
+        except pd.errors.EmptyDataError:
+            raise UserError(
+                f"{self.path} is empty; expected {NUM_COLUMNS} comma-separated columns per line"
+            ) from None
+        except (ValueError, pd.errors.ParserError) as err:
+            raise UserError(f"{self.path}, line {_first_bad_line(text)}: not a covtype row ({err})") from None
         if frame.shape[1] != NUM_COLUMNS:
             raise UserError(f"{self.path}: expected {NUM_COLUMNS} columns, found {frame.shape[1]}")
         values = frame.to_numpy()
-        features, cover = values[:, :-1], values[:, -1].astype(np.int64)
-        if cover.min() < 1 or cover.max() > 7:
-            raise UserError(f"{self.path}: cover types must be 1..7, found {cover.min()}..{cover.max()}")
+        empty = np.argwhere(np.isnan(values))
+        if len(empty):
+            line, column = (int(v) + 1 for v in empty[0])
+            raise UserError(
+                f"{self.path}, line {line}: column {column} is empty ({len(empty)} empty field(s))"
+            )
+        features, cover = values[:, :-1], values[:, -1]
+        wrong = np.flatnonzero((cover < 1) | (cover > 7) | (cover != np.round(cover)))
+        if wrong.size:
+            raise UserError(
+                f"{self.path}, line {wrong[0] + 1}: cover type {cover[wrong[0]]:g} is not one of 1..7 "
+                f"({wrong.size} such line(s))"
+            )
+        cover = cover.astype(np.int64)
         if self.positive_class is None:
             labels, names = cover - 1, list(COVER_TYPES)
         else:
@@ -112,6 +130,18 @@ class CovtypeReader:
         x = torch.from_numpy(features.astype(np.float32))
         y = torch.from_numpy(labels)
         return ArraySplits(x[train], y[train], x[test], y[test], names)
+
+
+def _first_bad_line(text: str) -> int:
+    """1-based number of the first line that is not NUM_COLUMNS numbers (for error messages)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split(",")
+        try:
+            if len(fields) != NUM_COLUMNS or any(not f.strip() or float(f) != float(f) for f in fields):
+                return number
+        except ValueError:
+            return number
+    return 1
 
 
 class CovtypeTwin(CachedTwin):

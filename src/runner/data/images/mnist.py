@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from runner.data.files import check_labels, read_bytes
 from runner.errors import UserError, missing_dataset_root
 
 from .common import ArraySplits, CachedTwin
@@ -32,18 +33,25 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+NUM_CLASSES = 10
+
+
+def name_variants(name: str) -> tuple[str, ...]:
+    """The file name as LeCun ships it and with the dot some mirrors use (``train-images.idx3-ubyte``)."""
+    return (name, name.replace("-idx", ".idx"))
+
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 def read_idx(path: str) -> np.ndarray:
-    """An idx file (plain or gzipped) as a uint8 array; UserError naming the file if malformed."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    """An idx file (plain or gzipped) as a uint8 array; UserError naming the file if malformed
+    (a corrupted ``.gz`` included)."""
+    data = read_bytes(path)
     if len(data) < 8:
         raise UserError(f"{path} is not an idx file (too short)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3) or len(data) < 4 + 4 * ndim:
         raise UserError(f"{path} is not a uint8 idx file (header {data[:4].hex()})")
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -73,9 +81,10 @@ class MNISTReader:
 
     @staticmethod
     def _find(folder: str, name: str) -> str | None:
-        for candidate in (os.path.join(folder, name), os.path.join(folder, name + ".gz")):
-            if os.path.isfile(candidate):
-                return candidate
+        for variant in name_variants(name):
+            for candidate in (os.path.join(folder, variant), os.path.join(folder, variant + ".gz")):
+                if os.path.isfile(candidate):
+                    return candidate
         return None
 
     def _read(self, key: str) -> np.ndarray:
@@ -92,10 +101,19 @@ class MNISTReader:
         xtr, ytr = self._read("train_images"), self._read("train_labels")
         xte, yte = self._read("test_images"), self._read("test_labels")
         for x, y, split in ((xtr, ytr, "train"), (xte, yte, "test")):
-            if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            images_file = self._find(self.folder, FILES[f"{split}_images"])
+            labels_file = self._find(self.folder, FILES[f"{split}_labels"])
+            if x.ndim != 3:
+                raise UserError(f"{images_file}: holds labels, not images (idx with {x.ndim} dimension)")
+            if y.ndim != 1:
+                raise UserError(f"{labels_file}: holds images, not labels (idx with {y.ndim} dimensions)")
+            if len(x) != len(y):
                 raise UserError(
-                    f"mnist {split}: {x.shape[0]} images but {y.shape[0]} labels in {self.folder}"
+                    f"mnist {split}: {images_file} has {len(x)} images but {labels_file} {len(y)} labels"
                 )
+            if len(y) == 0:
+                raise UserError(f"{labels_file}: no {split} samples")
+            check_labels(labels_file, y, NUM_CLASSES)
         return ArraySplits(
             images(xtr),
             torch.from_numpy(ytr.astype(np.int64)),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runner.data.skips import record_skip
 from runner.errors import UserError
 
 log = logging.getLogger("runner.data")
@@ -97,11 +98,19 @@ def read_atomic_inter(path: str, user_field: str = "user_id", item_field: str = 
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such .inter file; check dataset.root and dataset.name")
     with open(path, encoding="utf-8") as fh:
-        header_line = fh.readline().rstrip("\n").rstrip("\r")
+        try:
+            header_line = fh.readline().rstrip("\n").rstrip("\r")
+        except UnicodeDecodeError:
+            raise UserError(f"{path}, line 1: not UTF-8 text; is it a RecBole .inter file?") from None
         if not header_line.strip():
             raise UserError(
                 f"{path}, line 1: empty header; the first line must name the columns, "
                 "e.g. user_id:token<TAB>item_id:token<TAB>rating:float"
+            )
+        if "\t" not in header_line and "," in header_line:
+            raise UserError(
+                f"{path}, line 1: the columns are separated by commas; RecBole .inter files are "
+                "tab-separated (user_id:token<TAB>item_id:token<TAB>...)"
             )
         names, types = [], []
         for column, spec in enumerate(header_line.split("\t"), start=1):
@@ -126,7 +135,7 @@ def read_atomic_inter(path: str, user_field: str = "user_id", item_field: str = 
                 )
         columns: list[list[str]] = [[] for _ in names]
         width = len(names)
-        for line_no, line in enumerate(fh, start=2):
+        for line_no, line in _text_lines(fh, path, start=2):
             line = line.rstrip("\n").rstrip("\r")
             if not line:
                 continue
@@ -183,6 +192,17 @@ def read_atomic_inter(path: str, user_field: str = "user_id", item_field: str = 
     )
 
 
+def _text_lines(handle, path: str, start: int):
+    """``(line number, line)`` of an open text file; bytes that are not UTF-8 name the line."""
+    number = start
+    try:
+        for line in handle:
+            yield number, line
+            number += 1
+    except UnicodeDecodeError:
+        raise UserError(f"{path}, line {number}: not UTF-8 text; is it the right file?") from None
+
+
 def _read_lightgcn_file(path: str) -> tuple[list[int], list[int]]:
     if not os.path.isfile(path):
         raise UserError(
@@ -191,7 +211,7 @@ def _read_lightgcn_file(path: str) -> tuple[list[int], list[int]]:
     users: list[int] = []
     items: list[int] = []
     with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
+        for line_no, line in _text_lines(fh, path, start=1):
             parts = line.split()
             if not parts:
                 continue
@@ -259,6 +279,9 @@ def k_core_filter(data: Interactions, user_k: int | None, item_k: int | None) ->
     _, first = np.unique(pairs, return_index=True)
     keep = np.zeros(len(data), bool)
     keep[first] = True
+    record_skip(
+        data.source or "interactions", "duplicate (user, item) rows (first kept)", len(data) - len(first)
+    )
     user_k, item_k = int(user_k or 0), int(item_k or 0)
     while user_k > 1 or item_k > 1:
         user_counts = np.bincount(data.user[keep], minlength=data.num_users)

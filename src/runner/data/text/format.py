@@ -71,19 +71,22 @@ class TextExample:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Every JSON object of a jsonl file (blank lines skipped); a malformed line is a UserError."""
+    from runner.data.files import read_text
+
     path = Path(path)
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{number} is not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}:{number} is not a JSON object")
-            records.append(record)
+    for number, line in enumerate(read_text(str(path)).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{number} is not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number} is not a JSON object")
+        records.append(record)
+    if not records:
+        raise UserError(f"{path} holds no record (an empty jsonl file)")
     return records
 
 

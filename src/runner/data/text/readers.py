@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+from runner.data.skips import nothing_left, record_skip
 from runner.errors import UserError, missing_dataset_root
 
 from .format import TextExample, read_jsonl
@@ -42,7 +43,14 @@ class InternalJsonlReader:
 
     def __call__(self, root: str | Path) -> list[TextExample]:
         path = _resolve(root, self.filename, "fawning (internal jsonl)")
-        return [TextExample.from_dict(r, f"{path}:{i + 1}") for i, r in enumerate(read_jsonl(path))]
+        examples, empty = [], []
+        for i, record in enumerate(read_jsonl(path)):
+            example = TextExample.from_dict(record, f"{path}:{i + 1}")
+            if _is_empty(example):
+                empty.append(f"line {i + 1}")
+                continue
+            examples.append(example)
+        return _kept(path, examples, empty)
 
 
 class AnthropicSycophancyReader:
@@ -54,7 +62,7 @@ class AnthropicSycophancyReader:
 
     def __call__(self, root: str | Path) -> list[TextExample]:
         path = _resolve(root, self.filename, "anthropic_sycophancy")
-        examples = []
+        examples, empty = [], []
         for number, record in enumerate(read_jsonl(path), start=1):
             missing = [
                 k
@@ -67,6 +75,9 @@ class AnthropicSycophancyReader:
                 )
             gold = _as_list(record["answer_not_matching_behavior"])
             pushed = _as_list(record["answer_matching_behavior"])
+            if not _text(record["question"]) or not gold or not pushed:
+                empty.append(f"line {number}")
+                continue
             choices = list(OrderedDict.fromkeys(a.strip() for a in pushed + gold))
             examples.append(
                 TextExample(
@@ -79,7 +90,7 @@ class AnthropicSycophancyReader:
                     choices=sorted(choices),
                 )
             )
-        return examples
+        return _kept(path, examples, empty)
 
 
 class SycophancyEvalReader:
@@ -109,12 +120,15 @@ class SycophancyEvalReader:
                 group["clean"] = human[0]
             elif "{incorrect_answer}" in template and "don't" not in template:
                 group["induced"] = human[0]
-        examples = []
+        examples, empty = [], []
         for number, group in enumerate(groups.values()):
             if not group["induced"]:
                 continue
             base = group["base"]
             gold = _as_list(base.get("answer") or base["correct_answer"])
+            if not gold or not _text(base["question"]) or not _text(base["incorrect_answer"]):
+                empty.append(f"question {number + 1}")
+                continue
             examples.append(
                 TextExample(
                     id=f"{path.stem}-{number:05d}",
@@ -125,12 +139,34 @@ class SycophancyEvalReader:
                     wrong_label=str(base["incorrect_answer"]),
                 )
             )
-        if not examples:
+        if not examples and not empty:
             raise UserError(
                 f"{path}: no record with an induced prompt (a template asserting {{incorrect_answer}})"
             )
-        return examples
+        return _kept(path, examples, empty)
+
+
+def _text(value) -> str:
+    """A field's text ('' for null / missing)."""
+    return "" if value is None else str(value).strip()
 
 
 def _as_list(value) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    """Answers as a list of non-empty strings (null and blank answers dropped)."""
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if _text(v)]
+
+
+def _is_empty(example: TextExample) -> bool:
+    """No gold answer, no pushed answer or no induced input: nothing to evaluate."""
+    labels = [str(v).strip() for v in example.labels if v is not None]
+    induced = [t for t in example.induced.values() if t.strip() and t.strip() != "None"]
+    return not any(labels) or not example.wrong_label.strip() or example.wrong_label == "None" or not induced
+
+
+def _kept(path: Path, examples: list[TextExample], empty: list[str]) -> list[TextExample]:
+    """Skip-and-count the empty records; an evaluation set with nothing left is an error."""
+    record_skip(str(path), "empty records (null question or no gold answer)", len(empty), empty)
+    if not examples:
+        raise nothing_left(str(path), "evaluation record")
+    return examples

@@ -111,6 +111,15 @@ class VideoClipDataset(Dataset):
         try:
             frames = self._frames(rec, generator)
         except CorruptVideoError as exc:
+            if rec.start_frame is not None and exc.reason.startswith("truncated"):
+                # a segment (EPIC) that runs past its video's end: only this segment is skipped, by id
+                log.warning(
+                    "skipping segment %s of %s: it runs past the video's end (%s)",
+                    rec.clip_id,
+                    exc.path,
+                    exc.reason,
+                )
+                return {"corrupt": f"{rec.clip_id} (segment past the end of {exc.path})"}
             log.warning("skipping corrupt video %s (%s)", exc.path, exc.reason)
             return {"corrupt": exc.path}
         flip = None

@@ -19,11 +19,12 @@ Every constructor checks that the root exists and raises the standard one-line
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
 
+from runner.data.files import csv_rows, parse_float, parse_int, read_text
+from runner.data.skips import nothing_left, record_skip
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
 log = logging.getLogger("runner.data")
@@ -129,28 +130,41 @@ class HMDB51Reader(VideoReader):
             raise UserError(f"hmdb51 root {self.root} has no split files {split_dir}/<class>{suffix}")
         self._class_names = [f[: -len(suffix)] for f in files]
         self._lists: dict[int, list[VideoRecord]] = {1: [], 2: []}
-        missing = 0
+        missing: list[str] = []
         for label, cls in enumerate(self._class_names):
-            with open(os.path.join(split_dir, cls + suffix)) as fh:
-                for line in fh:
-                    parts = line.split()
-                    if not parts:
-                        continue
-                    if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                        raise UserError(f"malformed HMDB51 split line in {cls + suffix}: {line.strip()!r}")
-                    flag = int(parts[1])
-                    if flag == 0:
-                        continue
-                    path = os.path.join(self.root, "videos", cls, parts[0])
-                    if not os.path.isfile(path):
-                        missing += 1
-                        continue
-                    clip_id = f"{cls}/{os.path.splitext(parts[0])[0]}"
-                    self._lists[flag].append(VideoRecord(path=path, label=label, clip_id=clip_id))
-        if missing:
-            log.warning(
-                "hmdb51: %d listed videos are missing under %s/videos and were skipped", missing, self.root
-            )
+            split_file = os.path.join(split_dir, cls + suffix)
+            listed = 0
+            for number, line in enumerate(read_text(split_file).splitlines(), start=1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                    raise UserError(
+                        f"{split_file}, line {number}: expected '<name>.avi <0|1|2>', found {line.strip()[:80]!r}"
+                    )
+                listed += 1
+                flag = int(parts[1])
+                if flag == 0:
+                    continue
+                path = os.path.join(self.root, "videos", cls, parts[0])
+                if not os.path.isfile(path):
+                    missing.append(f"{cls}/{parts[0]}")
+                    continue
+                clip_id = f"{cls}/{os.path.splitext(parts[0])[0]}"
+                self._lists[flag].append(VideoRecord(path=path, label=label, clip_id=clip_id))
+            if not listed:
+                raise UserError(
+                    f"{split_file} lists no video; a split file has one '<name>.avi <flag>' per line"
+                )
+        record_skip(f"hmdb51 {self.root}/videos", "listed videos missing on disk", len(missing), missing)
+        video_dir = os.path.join(self.root, "videos")
+        unlisted = (
+            sorted(set(os.listdir(video_dir)) - set(self._class_names)) if os.path.isdir(video_dir) else []
+        )
+        record_skip(f"hmdb51 {split_dir}", f"class folders without a *{suffix} file", len(unlisted), unlisted)
+        for flag, subset in ((1, "train"), (2, "test")):
+            if not self._lists[flag]:
+                raise nothing_left(f"hmdb51 {self.root}", f"{subset} videos of split {self.split}")
 
     def records(self, subset: str) -> list[VideoRecord]:
         """Records of ``subset``: train = flag 1, val = test = flag 2."""
@@ -195,11 +209,33 @@ class EpicKitchens100Reader(VideoReader):
             "val": self._to_records(val_rows, "val"),
         }
 
+    REQUIRED = ("narration_id", "participant_id", "video_id", "verb", "verb_class", "noun", "noun_class")
+
     def _read_csv(self, name: str) -> list[dict[str, str]]:
+        """Rows of an annotation csv, with ``_line`` (the line number) and the class columns checked."""
         path = os.path.join(self.root, name)
         self._need_file(path)
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
+        rows = []
+        for line, row in csv_rows(path, self.REQUIRED, non_empty=self.REQUIRED):
+            for key in ("verb_class", "noun_class"):
+                row[key] = str(parse_int(path, line, key, row[key], low=0))
+            has_frames = (row.get("start_frame") or "").strip() and (row.get("stop_frame") or "").strip()
+            if has_frames:
+                for key in ("start_frame", "stop_frame"):
+                    row[key] = str(parse_int(path, line, key, row[key], low=0))
+            else:
+                for key in ("start_timestamp", "stop_timestamp"):
+                    try:
+                        parse_timestamp(row.get(key) or "")
+                    except ValueError:
+                        raise UserError(
+                            f"{path}, line {line}: {key}={row.get(key)!r} is not HH:MM:SS.ff (and no frame numbers)"
+                        ) from None
+            row["_line"] = f"{path}, line {line}"
+            rows.append(row)
+        if not rows:
+            raise UserError(f"{path} has a header but no segment")
+        return rows
 
     @staticmethod
     def _names(rows: list[dict[str, str]], key: str) -> dict[int, str]:
@@ -213,23 +249,29 @@ class EpicKitchens100Reader(VideoReader):
         path = os.path.join(self.root, f"EPIC_100_{key}_classes.csv")
         if not os.path.isfile(path):
             return {}
-        with open(path, newline="") as fh:
-            return {int(r["id"]): r["key"] for r in csv.DictReader(fh)}
+        return {
+            parse_int(path, line, "id", r["id"], low=0): r["key"] for line, r in csv_rows(path, ("id", "key"))
+        }
 
     def _to_records(self, rows: list[dict[str, str]], subset: str) -> list[VideoRecord]:
         out: list[VideoRecord] = []
-        unseen = missing = 0
+        unseen: list[str] = []
+        missing: list[str] = []
         for r in rows:
             if self.target == "action":
                 label = self._pair_index.get((int(r["verb_class"]), int(r["noun_class"])))
                 if label is None:
-                    unseen += 1
+                    unseen.append(r["narration_id"])
                     continue
             else:
                 label = int(r[f"{self.target}_class"])
+                if label >= self.num_classes:
+                    raise UserError(
+                        f"{r['_line']}: {self.target}_class={label} is outside the {self.num_classes} classes"
+                    )
             path = os.path.join(self.root, r["participant_id"], "videos", r["video_id"] + ".MP4")
             if not os.path.isfile(path):
-                missing += 1
+                missing.append(r["narration_id"])
                 continue
             if (r.get("start_frame") or "").strip() and (r.get("stop_frame") or "").strip():
                 start_f, stop_f = int(r["start_frame"]), int(r["stop_frame"])
@@ -252,16 +294,14 @@ class EpicKitchens100Reader(VideoReader):
                         stop_sec=parse_timestamp(r["stop_timestamp"]),
                     )
                 )
-        if unseen:
-            log.warning(
-                "epic_kitchens: dropped %d %s segments whose (verb, noun) pair is not in train",
-                unseen,
-                subset,
-            )
-        if missing:
-            log.warning(
-                "epic_kitchens: %d %s segments reference missing videos and were skipped", missing, subset
-            )
+        record_skip(
+            f"epic_kitchens {subset}", "segments whose (verb, noun) pair is not in train", len(unseen), unseen
+        )
+        record_skip(
+            f"epic_kitchens {subset}", "segments whose video is missing on disk", len(missing), missing
+        )
+        if not out:
+            raise nothing_left(f"epic_kitchens {subset}", f"segments with a video under {self.root}")
         return out
 
     def records(self, subset: str) -> list[VideoRecord]:
@@ -281,50 +321,77 @@ class Kinetics400Reader(VideoReader):
 
     name = "kinetics400"
 
+    # annotation files: in the root, or in annotations/ (the common download layout); the
+    # validation list is validate.csv (the original release) or val.csv (the re-hosted one)
+    CSV_NAMES = {"train": ("train.csv",), "val": ("validate.csv", "val.csv")}
+    REQUIRED = ("label", "youtube_id", "time_start", "time_end")
+
     def __init__(self, root: str):
         super().__init__(root)
-        train_rows = self._read_csv("train.csv")
+        train_rows = self._read_csv("train")
         self._class_names = sorted({r["label"] for r in train_rows})
         self._index = {c: i for i, c in enumerate(self._class_names)}
         self._records = {
             "train": self._to_records(train_rows, "train"),
-            "val": self._to_records(self._read_csv("validate.csv"), "val"),
+            "val": self._to_records(self._read_csv("val"), "val"),
         }
 
-    def _read_csv(self, name: str) -> list[dict[str, str]]:
-        path = os.path.join(self.root, name)
-        self._need_file(path)
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
+    def _csv_path(self, subset: str) -> str:
+        for folder in (self.root, os.path.join(self.root, "annotations")):
+            for name in self.CSV_NAMES[subset]:
+                if os.path.isfile(os.path.join(folder, name)):
+                    return os.path.join(folder, name)
+        names = " or ".join(self.CSV_NAMES[subset])
+        raise UserError(
+            f"kinetics400 root {self.root} is incomplete: no {names} in it or in its annotations/"
+        )
+
+    def _read_csv(self, subset: str) -> list[dict[str, str]]:
+        path = self._csv_path(subset)
+        rows = []
+        for line, row in csv_rows(path, self.REQUIRED, non_empty=self.REQUIRED):
+            start = parse_float(path, line, "time_start", row["time_start"])
+            end = parse_float(path, line, "time_end", row["time_end"])
+            if start < 0 or end <= start:
+                raise UserError(f"{path}, line {line}: time_start={start:g}, time_end={end:g} is not a clip")
+            row["_name"] = f"{row['youtube_id']}_{int(start):06d}_{int(end):06d}.mp4"
+            rows.append(row)
+        if not rows:
+            raise UserError(f"{path} has a header but no clip")
+        return rows
+
+    def _clip_path(self, folder: str, label: str, name: str) -> str | None:
+        """The clip under ``<folder>/<label>/`` (label as written or with underscores) or flat in
+        ``<folder>/`` (the common download layout)."""
+        base = os.path.join(self.root, folder)
+        for candidate in (
+            os.path.join(base, label, name),
+            os.path.join(base, label.replace(" ", "_"), name),
+            os.path.join(base, name),
+        ):
+            if os.path.isfile(candidate):
+                return candidate
+        return None
 
     def _to_records(self, rows: list[dict[str, str]], folder: str) -> list[VideoRecord]:
         out: list[VideoRecord] = []
-        missing = unknown = 0
+        missing: list[str] = []
+        unknown: list[str] = []
         for r in rows:
             label = self._index.get(r["label"])
             if label is None:
-                unknown += 1
+                unknown.append(r["youtube_id"])
                 continue
-            name = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
-            path = os.path.join(self.root, folder, r["label"], name)
-            if not os.path.isfile(path):
-                alt = os.path.join(self.root, folder, r["label"].replace(" ", "_"), name)
-                if not os.path.isfile(alt):
-                    missing += 1
-                    continue
-                path = alt
+            name = r["_name"]
+            path = self._clip_path(folder, r["label"], name)
+            if path is None:
+                missing.append(name)
+                continue
             out.append(VideoRecord(path, label, os.path.splitext(name)[0]))
-        if missing:
-            log.warning(
-                "kinetics400: %d of %d %s clips are missing on disk and were skipped",
-                missing,
-                len(rows),
-                folder,
-            )
-        if unknown:
-            log.warning(
-                "kinetics400: %d %s rows have labels not in train.csv and were skipped", unknown, folder
-            )
+        record_skip(f"kinetics400 {folder}", "listed clips missing on disk", len(missing), missing)
+        record_skip(f"kinetics400 {folder}", "rows with labels not in train.csv", len(unknown), unknown)
+        if not out:
+            raise nothing_left(f"kinetics400 {folder}", f"clips under {os.path.join(self.root, folder)}")
         return out
 
     def records(self, subset: str) -> list[VideoRecord]:
