@@ -26,7 +26,7 @@ import torch
 
 from runner.data.text.datamodule import DEFAULT_PROMPT, DialogueDataModule
 from runner.models.lm import CausalLM, build_tiny_gpt2, load_causal_lm, missing_model_files
-from runner.nested import announce_stages, debug_limits, nested_trainer
+from runner.nested import announce_stages, debug_limits, describe_limits, nested_trainer
 from runner.utils import isolated_rng
 
 from .decoding import positions_from_mask
@@ -169,10 +169,14 @@ def trained_twin_lm(
     if directory.is_dir() and not missing_model_files(directory) and (directory / "lm_recipe.json").is_file():
         log.info("using the cached fawning LM %s", directory)
         return load_causal_lm(str(directory))
+    within = f" within the debug limits ({describe_limits(limits)})" if limits else ""
     announce_stages(
         "stages of this run",
         [
-            ("fawning LM", f"not cached: train {max_steps} steps of {batch_size} dialogues -> {directory}"),
+            (
+                "fawning LM",
+                f"not cached: train {max_steps} steps of {batch_size} dialogues{within} -> {directory}",
+            ),
             ("evaluation", "decode the eval items with every configured decoder"),
         ],
     )
