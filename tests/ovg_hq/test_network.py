@@ -45,14 +45,30 @@ def test_streaming_equals_whole_video_forward(switches):
     stream = StreamingGrounder(net, query, threshold=0.0, max_time=None)
     emitted = []
     for t in range(clips.shape[1]):
-        emitted.append(stream.step(clips[0, t]))
-        torch.testing.assert_close(stream.last_outputs["logits"], full["logits"][0, t], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(stream.last_outputs["spans"], full["spans"][0, t], rtol=1e-4, atol=1e-5)
+        emitted.append(stream.step(clips[0, t])[0])
+        torch.testing.assert_close(
+            stream.last_outputs["logits"][0], full["logits"][0, t], rtol=1e-4, atol=1e-5
+        )
+        torch.testing.assert_close(stream.last_outputs["spans"][0], full["spans"][0, t], rtol=1e-4, atol=1e-5)
     batch_emissions = emit(full["logits"][0], full["spans"][0], net.anchor_lengths, 1, 2.0, 0.0, None)
     np.testing.assert_allclose(np.concatenate(emitted), batch_emissions, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(stream.predictions(), finalize(batch_emissions, 0.1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stream.predictions()[0], finalize(batch_emissions, 0.1), rtol=1e-4, atol=1e-4)
     # each step emits at its own time: t_gen = boundary * 2 s
     assert all((e[:, 3] == 2.0 * (t + 1)).all() for t, e in enumerate(emitted))
+
+
+def test_batched_streams_equal_the_whole_video_forward():
+    torch.manual_seed(2)
+    net = OVGHQNet(**SMALL).eval()
+    clips = torch.randn(3, 9, 24)
+    query = _query(3)
+    with torch.no_grad():
+        full = net(torch.nn.functional.pad(clips, (0, 0, 5, 0)), query)
+    stream = StreamingGrounder(net, query, threshold=0.0)
+    for t in range(9):
+        stream.step(clips[:, t])
+        torch.testing.assert_close(stream.last_outputs["logits"], full["logits"][:, t], rtol=1e-4, atol=1e-5)
+    assert len(stream.predictions()) == 3
 
 
 def test_chunk_forward_matches_slicing_the_whole_video_for_the_first_chunk():
@@ -92,10 +108,10 @@ def test_modality_tokens_only_in_hybrid_mode():
     net = OVGHQNet(**SMALL).eval()
     q = _query()
     tokens, pad = net.encode_query(q)
-    assert tokens.shape[1] == 5 + 2 + 2  # text + visual + one modality token each
+    assert tokens.shape[1] == 5 + 2 + 2 + 2  # text + visual + one modality token each + 2 null tokens
     text_only, _ = net.encode_query(QueryInput(text=q.text, text_mask=q.text_mask))
-    assert text_only.shape[1] == 5
-    assert pad[0].tolist() == [False] * 5 + [True] + [False] * 3
+    assert text_only.shape[1] == 5 + 2
+    assert pad[0].tolist() == [False] * 5 + [True] + [False] * 5
     spawned = net.spawn()
     assert spawned.describe() == net.describe()
 

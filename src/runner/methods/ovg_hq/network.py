@@ -16,7 +16,9 @@ the 16 windows that contain it (the streaming path encodes one new clip per step
 ``context=offline`` adds a bidirectional self-attention layer over the whole video's clip tokens before
 windowing: the model then sees the future (the offline upper bound; it cannot stream).
 
-Assumptions (not fixed by the card or the code read): the refinement input sums (rather than
+Assumptions (not fixed by the card or the code read): ``null_tokens`` learned tokens appended to the
+query keys (without them a one-token image query gives every clip the same attention output); the
+refinement input sums (rather than
 concatenates) the Linear(4→D) projection and the decoder state; window slots carry a learned position
 embedding; no positional encoding on query tokens.
 """
@@ -130,6 +132,9 @@ class OVGHQNet(nn.Module):
         context: ``causal`` (online) or ``offline`` (sees the whole video: the upper bound).
         input_dropout: the Dropout of the input projections (0.5 in the code); dropout: elsewhere.
         modality_tokens: prepend a learned token to each query stream when both are present.
+        null_tokens: learned key/value tokens appended to every query (QD-DETR's dummy tokens; an
+            assumption, 0 disables): a clip unrelated to the query can attend to them, so the attention
+            output depends on clip-query similarity even for a one-token (image) query.
     """
 
     def __init__(
@@ -150,6 +155,7 @@ class OVGHQNet(nn.Module):
         input_dropout: float = 0.5,
         dropout: float = 0.1,
         modality_tokens: bool = True,
+        null_tokens: int = 2,
     ) -> None:
         super().__init__()
         if memory not in MIXERS:
@@ -168,6 +174,7 @@ class OVGHQNet(nn.Module):
         self.text_proj = StreamProjection(feature_dim, hidden, input_dropout)
         self.visual_proj = StreamProjection(feature_dim, hidden, input_dropout)
         self.modality_tokens = nn.Parameter(torch.randn(2, hidden) * 0.02)  # [text, visual]
+        self.null_tokens = nn.Parameter(torch.randn(int(null_tokens), hidden) * 0.02)
         self.encoder = nn.ModuleList(
             CrossAttentionLayer(hidden, num_heads, dropout) for _ in range(encoder_layers)
         )
@@ -225,6 +232,10 @@ class OVGHQNet(nn.Module):
             pads.append(~mask)
         if not parts:
             raise ValueError("OVGHQNet: a query needs at least one of text / visual")
+        if len(self.null_tokens):
+            batch = parts[0].shape[0]
+            parts.append(self.null_tokens.expand(batch, -1, -1))
+            pads.append(torch.zeros(batch, len(self.null_tokens), dtype=torch.bool, device=parts[0].device))
         return torch.cat(parts, dim=1), torch.cat(pads, dim=1)
 
     def encode_clips(
