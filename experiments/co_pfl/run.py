@@ -53,6 +53,7 @@ SIZE_OVERRIDES = [
     "model.channels=[8,16]",
     "model.hidden=64",
     "fl_strategy.local_steps=5",
+    "fl_strategy.local_epochs=null",  # the experiments now default to 1 local epoch
 ]
 # the same local budget for every method: FedRep's head phase and FedAvg+FT's fine-tuning take
 # local_steps steps too

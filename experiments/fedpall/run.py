@@ -127,6 +127,7 @@ def one_run(spec, option, extra, seed, data_dir, out) -> dict:
     overrides = [
         *spec["overrides"],
         f"fl_strategy.local_steps={steps}",
+        "fl_strategy.local_epochs=null",  # the experiments now default to local epochs
         f"fl_strategy.batch_size={spec['batch_size']}",
         f"fl_strategy.local_lr={spec['lr']}",
         *(["fl_strategy.head_steps=" + str(steps)] if option == "fedrep" else []),

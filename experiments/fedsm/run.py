@@ -77,6 +77,7 @@ def compose(strategy: str, seed: int, imbalance: float, spec: dict, data_dir: st
         "model=fl_mlp",
         "model.hidden=[128,64]",
         f"fl_strategy.local_steps={spec['local_steps']}",
+        "fl_strategy.local_epochs=null",  # the experiments now default to local epochs
         "fl_strategy.clients_per_round=8",
         "fl_strategy.local_lr=0.1",
         "fl_strategy.batch_size=32",

@@ -69,3 +69,12 @@ def test_bad_discrepancy_is_a_user_error():
 
     with pytest.raises(UserError):
         DATW(discrepancy="l2")
+
+
+def test_datw_tau_default_is_the_configs(make_cfg):
+    """τ_w: one default, the same in the class and in conf/method/dual_teacher.yaml."""
+    import inspect
+
+    cfg = make_cfg("experiment=dual_teacher_hmdb_twin")
+    configured = cfg.method.distill.terms.kd.fusion.tau
+    assert inspect.signature(DATW).parameters["tau"].default == configured == 0.5

@@ -128,3 +128,31 @@ def test_sdd_mse_and_no_gradient_to_target():
     assert loss.item() == pytest.approx((1 + 0 + 1 + 4) / 4)
     loss.backward()
     assert target.grad is None and pred.grad is not None
+
+
+def test_dkd_term_warms_up_linearly_over_twenty_epochs():
+    """mdistiller's DKD: loss × min(epoch / 20, 1), epochs counted from 1 (first epoch: 1/20)."""
+    from runner.methods.dual_teacher.terms import DistillContext, DKDTerm
+
+    g = torch.Generator().manual_seed(0)
+    z_s, z_t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    y = torch.randint(0, 5, (6,), generator=g)
+    full = losses.dkd_loss(z_s, z_t, y, 1.0, 8.0, 4.0)
+
+    def value(term, epoch):
+        ctx = DistillContext(z_s, torch.zeros(6, 2), y, {"cnn": z_t}, {}, epoch=epoch)
+        return term(ctx), ctx.stats["dkd_warmup"]
+
+    term = DKDTerm(teachers=("cnn",))
+    assert term.warmup_epochs == 20
+    for epoch, factor in ((0, 1 / 20), (9, 10 / 20), (19, 1.0), (35, 1.0)):
+        loss, logged = value(term, epoch)
+        assert torch.allclose(loss, factor * full) and float(logged) == pytest.approx(factor)
+    assert torch.allclose(value(DKDTerm(teachers=("cnn",), warmup_epochs=0), 0)[0], full)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        DKDTerm(warmup_epochs=-1)
+
+
+def test_dkd_config_sets_the_warm_up(make_cfg):
+    cfg = make_cfg("experiment=dual_teacher_hmdb_twin", "method=dkd")
+    assert cfg.method.distill.terms.dkd.warmup_epochs == 20

@@ -61,6 +61,48 @@ def test_client_momentum_is_kept_per_client():
     assert torch.equal(s.state.momentum[1], torch.zeros(3))
 
 
+def dampened_reference(acceleration, beta, lr, steps=15):
+    """ByzFL's dampened momentum written out: m ← β m + (1 − β) g (m₀ = 0); heavy ball x ← x − η m;
+    Nesterov (look-ahead form) evaluates g at y = x + β (x − x_prev)."""
+    target = torch.tensor([3.0, -2.0, 0.5], dtype=torch.float64)
+    x = torch.zeros(3, dtype=torch.float64)
+    m = torch.zeros(3, dtype=torch.float64)
+    v = torch.zeros(3, dtype=torch.float64)  # Nesterov velocity x_k - x_{k-1}
+    for _ in range(steps):
+        if acceleration == "heavy_ball":
+            m = beta * m + (1 - beta) * 2 * (x - target)
+            x = x - lr * m
+        else:
+            y = x + beta * v
+            v = beta * v - lr * (1 - beta) * 2 * (y - target)
+            x = x + v
+    return x if acceleration == "heavy_ball" else x + beta * v  # the parameters hold y for Nesterov
+
+
+@pytest.mark.parametrize("acceleration", ["heavy_ball", "nesterov"])
+def test_dampened_server_momentum_follows_byzfl_recursion(acceleration):
+    s = strategy(acceleration=acceleration, beta=0.9, dampening=True, server_lr=0.05)
+    assert s.momentum_scale == pytest.approx(0.1)
+    ours = quadratic_run(s.configure_server_optimizer)
+    torch.testing.assert_close(ours, dampened_reference(acceleration, 0.9, 0.05), atol=1e-12, rtol=0)
+    undampened = quadratic_run(
+        strategy(acceleration=acceleration, beta=0.9, server_lr=0.05).configure_server_optimizer
+    )
+    assert not torch.allclose(ours, undampened)
+    plain = strategy(acceleration="none", dampening=True, server_lr=0.05)
+    assert plain.momentum_scale == 1.0  # no momentum: nothing to dampen
+
+
+def test_dampened_client_momentum():
+    s = strategy(acceleration="heavy_ball", momentum_at="clients", beta=0.5, dampening=True)
+    s.setup(4, torch.zeros(3), torch.zeros(3, dtype=torch.bool), seed=0)
+    plan = s.configure_train(0, torch.zeros(3))
+    rows = torch.tensor([0, 2])
+    g = torch.ones(2, 3)
+    assert torch.equal(s.client_messages(plan, rows, g), 0.5 * g)  # m1 = 0.5·0 + 0.5·g
+    assert torch.equal(s.client_messages(plan, rows, g), 0.75 * g)  # m2 = 0.5·m1 + 0.5·g
+
+
 @pytest.mark.parametrize(
     ("kw", "fragment"),
     [

@@ -80,7 +80,8 @@ def test_round_logs_and_class_count_table(make_cfg, tmp_path):
     run(cfg)
     out = Path(cfg.paths.output_dir)
     rows = list(csv.DictReader(open(out / "client_class_counts.csv")))
-    assert len(rows) == 6 and sum(int(r["total"]) for r in rows) == 300
+    # the training partition: 300 images less each client's 10 % validation hold-out (dataset.val_fraction)
+    assert len(rows) == 6 and sum(int(r["total"]) for r in rows) == 270
     logged = list(csv.DictReader(open(next(out.glob("csv/**/metrics.csv")))))
     assert sum(1 for r in logged if r.get("val/acc")) == 2  # validation every epoch (= 3 rounds)
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from runner.errors import UserError
-from runner.federated.simulator import ClientData, LocalTraining, ParamLayout
+from runner.federated.simulator import BufferLayout, ClientData, LocalTraining, ParamLayout
 from runner.models.small import SmallCNN
 
 
@@ -31,15 +31,19 @@ def test_vectorized_equals_sequential_float64(steps):
         assert torch.allclose(seq[0], grad + 1e-3 * start[0], atol=1e-10)
 
 
-def test_layout_round_trip_and_batchnorm_refused():
+def test_layout_round_trip_and_cumulative_batchnorm_refused():
     net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     layout = ParamLayout(net)
     flat = layout.flatten(list(net.parameters()))
     assert all(
         torch.equal(a, b) for a, b in zip(layout.unflatten(flat).values(), net.parameters(), strict=True)
     )
-    with pytest.raises(UserError, match="GroupNorm"):
-        ParamLayout(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
+    bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    buffers = BufferLayout(bn)
+    assert buffers.names == ["1.running_mean", "1.running_var"] and buffers.dim == 4
+    assert set(buffers.counters) == {"1.num_batches_tracked"}
+    with pytest.raises(UserError, match="momentum=None"):
+        BufferLayout(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, momentum=None)))
 
 
 def test_client_sampling_stays_within_each_client():

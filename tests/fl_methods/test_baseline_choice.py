@@ -40,6 +40,10 @@ def test_experiment_builds_with_baseline(make_cfg, experiment, strategy):
     built = hydra.utils.instantiate(cfg.fl_strategy)
     assert isinstance(built, Strategy)
     assert built.batch_size == cfg.fl_strategy.batch_size
+    # the experiment's unit of local work reaches every baseline (FedRep counts its head steps on top)
+    assert built.local_epochs == cfg.fl_strategy.local_epochs
+    if cfg.fl_strategy.local_epochs is not None:
+        assert built.local_steps is None
 
 
 def test_fedpall_office_values_reach_fedpall_only(make_cfg):

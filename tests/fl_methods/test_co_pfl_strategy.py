@@ -356,6 +356,7 @@ def test_strategy_config_runs_rounds(make_cfg, strategy):
         "model.channels=[2,4]",
         "model.hidden=8",
         "fl_strategy.local_steps=2",
+        "fl_strategy.local_epochs=null",
         "fl_strategy.batch_size=8",
     )
     datamodule = instantiate(cfg.dataset)

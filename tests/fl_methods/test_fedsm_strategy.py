@@ -193,6 +193,7 @@ def test_fedsm_backbone_is_the_fedavg_config(tmp_path):
             "fl_strategy=fedavg",
             "fl_strategy.clients_per_round=3",
             "fl_strategy.local_steps=2",
+            "fl_strategy.local_epochs=null",
             "fl_strategy.local_lr=0.05",
             "fl_strategy.batch_size=8",
         ],

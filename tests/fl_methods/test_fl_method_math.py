@@ -71,14 +71,23 @@ def test_retrained_classifier_separates_separable_features():
 
 def test_info_nce_matches_a_manual_computation():
     h = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    p = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    p = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])  # unnormalised prototypes
     y = torch.tensor([0, 2])
     temperature = 3.0
-    manual = 0.0
+    cosine, official = 0.0, 0.0
     for i in range(2):
+        unit = h[i] / h[i].norm()
         sims = [float(F.cosine_similarity(h[i], p[c], dim=0)) / temperature for c in range(3)]
-        manual += -sims[int(y[i])] + math.log(sum(math.exp(s) for s in sims))
-    assert torch.allclose(prototype_info_nce(h, y, p, temperature), torch.tensor(manual / 2))
+        positive = sims[int(y[i])]
+        cosine += -positive + math.log(sum(math.exp(s) for s in sims))
+        # DistriAI/FedPall: numerator with the normalised prototype, denominator with the raw ones
+        raw = [float(unit @ p[c]) / temperature for c in range(3)]
+        official += -positive + math.log(sum(math.exp(s) for s in raw))
+    assert torch.allclose(prototype_info_nce(h, y, p, temperature), torch.tensor(official / 2))
+    assert torch.allclose(
+        prototype_info_nce(h, y, p, temperature, normalise_negatives=True), torch.tensor(cosine / 2)
+    )
+    assert not math.isclose(official, cosine)
 
 
 def test_confusion_kl_is_zero_for_a_uniform_discriminator_and_positive_otherwise():
@@ -89,9 +98,14 @@ def test_confusion_kl_is_zero_for_a_uniform_discriminator_and_positive_otherwise
     assert torch.allclose(client_confusion_kl(logits), torch.tensor(manual))
 
 
-def test_feature_mask_keeps_about_ninety_percent_and_mixing_formula():
-    mask = feature_mask(10_000, keep=0.9, generator=torch.Generator().manual_seed(0))
-    assert 0.88 < float(mask.mean()) < 0.92
+def test_feature_mask_keeps_exactly_floor_ninety_percent_and_mixing_formula():
+    for dim in (10, 37, 2048):  # official generate_random_tensor: int(size * p) ones
+        mask = feature_mask(dim, keep=0.9, generator=torch.Generator().manual_seed(dim))
+        assert int(mask.sum()) == int(dim * 0.9) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    two = [feature_mask(50, 0.9, torch.Generator().manual_seed(s)) for s in (1, 2)]
+    assert not torch.equal(*two)  # random positions
+    mask = feature_mask(10_000, keep=0.9, generator=torch.Generator().manual_seed(0), sampling="bernoulli")
+    assert 0.88 < float(mask.mean()) < 0.92 and int(mask.sum()) != 9000
     h = torch.ones(3, 4)
     p = torch.zeros(2, 4)
     m = torch.tensor([1.0, 0.0, 1.0, 1.0])

@@ -7,8 +7,12 @@ splits the training set over ``num_clients`` clients.
 
 Loaders: ``train`` yields round indices, ``rounds_per_epoch`` per epoch (one training step = one
 round; the clients' data are preloaded tensors handed to the module by :meth:`client_data`);
-``val`` and ``test`` yield ``(x, y)`` batches of the global test set (the datasets have no separate
-validation split, as in the FL papers: ``val/acc`` is test accuracy tracked per epoch).
+``test`` yields ``(x, y)`` batches of the global test set. ``val`` yields the same test set when
+``val_fraction = 0`` (the FL papers have no separate validation split: ``val/acc`` is then test
+accuracy tracked per epoch, and choosing a "best round" on it looks at the test data); with
+``val_fraction > 0`` each client holds out that seeded fraction of its training partition as its
+validation split (:meth:`client_val_data`, not trained on), ``val`` yields their union, and the
+personalised ``val/personal_acc`` is measured on each client's own validation split.
 
 Personalised evaluation (:meth:`client_test_data`): each client's own test split, from
 
@@ -66,6 +70,7 @@ class FederatedDataModule(L.LightningDataModule):
         seed: partition seed.
         client_test_fraction: per-client hold-out for personalised evaluation (module docstring).
         class_groups: ``null`` or ``terciles`` (many / medium / few-shot classes by training count).
+        val_fraction: per-client validation hold-out of the training partition (module docstring).
         num_workers, persistent_workers, pin_memory: unused (see __init__).
     """
 
@@ -83,6 +88,7 @@ class FederatedDataModule(L.LightningDataModule):
         seed: int = 0,
         client_test_fraction: float = 0.0,
         class_groups: str | None = None,
+        val_fraction: float = 0.0,
         num_workers: int = 0,
         persistent_workers: bool = False,
         pin_memory: bool = False,
@@ -104,6 +110,10 @@ class FederatedDataModule(L.LightningDataModule):
         if not 0.0 <= float(client_test_fraction) < 1.0:
             raise invalid_value("dataset.client_test_fraction", client_test_fraction, "a number in [0, 1)")
         self.client_test_fraction = float(client_test_fraction)
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise invalid_value("dataset.val_fraction", val_fraction, "a number in [0, 1)")
+        self.val_fraction = float(val_fraction)
+        self.val_parts: list[np.ndarray] | None = None
         if class_groups not in (None, "terciles"):
             raise invalid_value("dataset.class_groups", class_groups, "null or terciles")
         self.class_groups_rule = class_groups
@@ -142,6 +152,10 @@ class FederatedDataModule(L.LightningDataModule):
                     f"at most as many clients as the partition can fill: clients {empty[:5]} got no sample",
                 )
             self.parts, self.test_parts = self._client_test_split(parts)
+            if self.val_fraction > 0:
+                self.parts, self.val_parts = self._hold_out(
+                    self.parts, self.val_fraction, self.seed + 104_729
+                )
 
     def _client_test_split(self, parts: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """(training parts, per-client test parts or None); see the module docstring."""
@@ -152,15 +166,23 @@ class FederatedDataModule(L.LightningDataModule):
             ]
         if self.client_test_fraction == 0.0:
             return parts, None
-        rng = np.random.default_rng(self.seed + 7_919)
-        train, test = [], []
+        return self._hold_out(parts, self.client_test_fraction, self.seed + 7_919)
+
+    @staticmethod
+    def _hold_out(
+        parts: list[np.ndarray], fraction: float, seed: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(kept parts, held-out parts): a seeded ``fraction`` of each part (at least one sample,
+        and at least one kept, when the part has two or more)."""
+        rng = np.random.default_rng(seed)
+        kept, held_out = [], []
         for part in parts:
             shuffled = rng.permutation(part)
-            held = int(round(self.client_test_fraction * len(part)))
+            held = int(round(fraction * len(part)))
             held = min(max(held, 1), len(part) - 1) if len(part) > 1 else 0
-            test.append(np.sort(shuffled[:held]))
-            train.append(np.sort(shuffled[held:]))
-        return train, test
+            held_out.append(np.sort(shuffled[:held]))
+            kept.append(np.sort(shuffled[held:]))
+        return kept, held_out
 
     def class_counts(self) -> np.ndarray:
         """``(num_clients, num_classes)`` training-sample counts."""
@@ -179,6 +201,13 @@ class FederatedDataModule(L.LightningDataModule):
         if self.by_domain and self.splits.domain_test is not None:
             return ClientData.from_parts(self.splits.x_test, self.splits.y_test, self.test_parts)
         return ClientData.from_parts(self.splits.x_train, self.splits.y_train, self.test_parts)
+
+    def client_val_data(self) -> ClientData | None:
+        """Each client's own validation split (``val_fraction > 0``), or None."""
+        self.setup()
+        if self.val_parts is None:
+            return None
+        return ClientData.from_parts(self.splits.x_train, self.splits.y_train, self.val_parts)
 
     def class_groups(self) -> dict[str, list[int]] | None:
         """``{many|medium|few: class ids}`` by training count (``class_groups=terciles``), else None."""
@@ -200,7 +229,12 @@ class FederatedDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        self.setup()
+        if self.val_parts is None:
+            return self._eval_loader()
+        index = np.concatenate(self.val_parts)
+        dataset = TensorDataset(self.splits.x_train[index], self.splits.y_train[index])
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader()

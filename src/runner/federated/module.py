@@ -22,12 +22,23 @@ Checkpoints hold the round (Lightning's loop state), the global model, the serve
 ``resume=auto`` continues exactly as an uninterrupted run.
 
 A non-finite honest update fails the round with the round and client ids (:class:`NonFiniteUpdate`).
+
+Local work per round follows the strategy's unit: ``local_epochs`` over each client's own data (step
+counts differ by client; :meth:`FederatedModule.local_batches`) or ``local_steps`` for every client.
+BatchNorm running statistics are client state (see :mod:`runner.federated.simulator`): the global
+model's buffers hold the shared ones, the strategy's client state the personal ones; every evaluation
+runs the network in eval mode with the evaluated model's statistics (never the test batch's).
+
+Validation vs test: with a datamodule that holds out a validation split
+(``dataset.val_fraction > 0``), ``val/*`` (global and personalised) is measured on it and ``test/*``
+on the test split, so the best round (``test_ckpt=best``) is chosen without looking at the test data.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -39,7 +50,15 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from runner.errors import UserError
 
-from .simulator import ClientData, LocalResult, LocalTask, LocalTraining, ParamLayout, resolve_execution
+from .simulator import (
+    BufferLayout,
+    ClientData,
+    LocalResult,
+    LocalTask,
+    LocalTraining,
+    ParamLayout,
+    resolve_execution,
+)
 from .strategy import Strategy
 
 log = logging.getLogger("runner.federated")
@@ -78,6 +97,7 @@ class FederatedModule(L.LightningModule):
         self.net = net
         self.strategy = strategy
         self.layout = ParamLayout(net)
+        self.buffer_layout = BufferLayout(net)
         self.num_classes = int(num_classes)
         self.execution = execution
         resolve_execution(execution, torch.device("cpu"))  # validate the name early
@@ -90,9 +110,11 @@ class FederatedModule(L.LightningModule):
         self.test_class_acc = MulticlassAccuracy(num_classes=self.num_classes, average=None)
         self.client_data: ClientData | None = None
         self.client_test: ClientData | None = None
+        self.client_val: ClientData | None = None
         self.class_groups: dict[str, list[int]] | None = None
         self.eval_batch_size = 1000
         self._eval_params: torch.Tensor | None = None
+        self._eval_buffers: torch.Tensor | None = None
         self.client_sizes: torch.Tensor | None = None
         self._ready = False
 
@@ -106,10 +128,39 @@ class FederatedModule(L.LightningModule):
         for param, value in zip(self.net.parameters(), self.layout.unflatten(flat).values(), strict=True):
             param.copy_(value)
 
-    def forward_flat(self, flat: torch.Tensor, x: torch.Tensor, **kwargs):
-        """The model with flat parameters ``flat`` on ``x`` (``return_features=True`` where the
-        model supports it gives ``(logits, features)``)."""
-        return torch.func.functional_call(self.net, self.layout.unflatten(flat), (x,), kwargs)
+    def global_buffers(self) -> torch.Tensor:
+        """The global model's running statistics as one flat vector (``(0,)`` without BatchNorm)."""
+        return self.buffer_layout.of(self.net)
+
+    @torch.no_grad()
+    def set_global_buffers(self, flat: torch.Tensor) -> None:
+        """Overwrite the global model's running statistics with ``flat``."""
+        if self.buffer_layout.dim == 0:
+            return
+        own = dict(self.net.named_buffers())
+        for name, value in self.buffer_layout.unflatten(flat).items():
+            own[name].copy_(value)
+
+    def forward_flat(
+        self, flat: torch.Tensor, x: torch.Tensor, buffers: torch.Tensor | None = None, **kwargs
+    ):
+        """The model with flat parameters ``flat`` (and flat running statistics ``buffers``; None =
+        the global model's) on ``x``, in the network's current mode (``return_features=True`` where
+        the model supports it gives ``(logits, features)``). The statistics are copied first, so a
+        call in train mode changes no stored state."""
+        stats = self.global_buffers() if buffers is None else buffers
+        tensors = {**self.layout.unflatten(flat), **self.buffer_layout.functional(stats.clone())}
+        return torch.func.functional_call(self.net, tensors, (x,), kwargs)
+
+    @contextmanager
+    def eval_mode(self):
+        """The network in eval mode (BatchNorm normalises with running statistics) inside the block."""
+        was = self.net.training
+        self.net.eval()
+        try:
+            yield
+        finally:
+            self.net.train(was)
 
     def prepare(self, datamodule) -> None:
         """Take the clients' data from ``datamodule`` and set the strategy up (idempotent).
@@ -121,10 +172,12 @@ class FederatedModule(L.LightningModule):
         self.client_data = datamodule.client_data()
         self.client_sizes = self.client_data.sizes.clone()
         self.client_test = getattr(datamodule, "client_test_data", lambda: None)()
+        self.client_val = getattr(datamodule, "client_val_data", lambda: None)()
         self.class_groups = getattr(datamodule, "class_groups", lambda: None)()
         self.eval_batch_size = int(getattr(datamodule, "eval_batch_size", self.eval_batch_size))
         personal = self.layout.mask(self.strategy.personal_parameters)
         self.strategy.setup(self.client_data.num_clients, self.global_flat().cpu(), personal, self.seed)
+        self.strategy.setup_buffers(self.buffer_layout, self.global_buffers().cpu())
         self._ready = True
 
     def setup(self, stage: str) -> None:
@@ -159,6 +212,8 @@ class FederatedModule(L.LightningModule):
         self.client_sizes = self.client_sizes.to(self.device)
         if self.client_test is not None:
             self.client_test = self.client_test.to(self.device)
+        if self.client_val is not None:
+            self.client_val = self.client_val.to(self.device)
 
     def on_fit_start(self) -> None:
         self._move_data()
@@ -167,14 +222,36 @@ class FederatedModule(L.LightningModule):
         self._move_data()
 
     def local_training(self, steps: int | None = None, lr: float | None = None) -> LocalTraining:
+        """The simulator for ``steps`` (maximum) local steps at ``lr`` (defaults: the strategy's)."""
         s = self.strategy
+        if steps is None:
+            if s.local_steps is None:
+                raise ValueError("local_training(steps=None) needs fl_strategy.local_steps; pass steps")
+            steps = s.local_steps
         return LocalTraining(
             self.net,
             self.layout,
             s.local_lr if lr is None else lr,
-            s.local_steps if steps is None else steps,
+            steps,
             s.local_weight_decay,
+            buffers=self.buffer_layout,
         )
+
+    def local_batches(
+        self, clients: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(xs (C, S, B, ...), ys (C, S, B), steps (C,) or None)``: one round's local minibatches of
+        ``clients`` in the strategy's unit: ``local_epochs`` epochs over each client's own data, plus
+        the strategy's ``extra_local_steps`` (``steps`` the per-client counts, ``S`` their maximum), or
+        ``local_steps`` steps for every client (``steps`` None)."""
+        s = self.strategy
+        if s.local_epochs is None:
+            xs, ys = self.client_batches(clients, generator)
+            return xs, ys, None
+        idx, steps = self.client_data.epoch_indices(
+            clients, s.local_epochs, s.batch_size, generator, extra_steps=s.extra_local_steps
+        )
+        return self.client_data.x[idx], self.client_data.y[idx], steps
 
     def client_batches(
         self,
@@ -183,11 +260,17 @@ class FederatedModule(L.LightningModule):
         steps: int | None = None,
         batch_size: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(xs (C, S, B, ...), ys (C, S, B))``: minibatches of ``clients`` for ``S`` local steps."""
+        """``(xs (C, S, B, ...), ys (C, S, B))``: minibatches of ``clients`` for ``S`` local steps
+        (``steps``; default ``local_steps``), drawn with replacement. For the strategy's own unit
+        (epochs or steps) use :meth:`local_batches`."""
         s = self.strategy
-        idx = self.client_data.sample_indices(
-            clients, s.local_steps if steps is None else steps, batch_size or s.batch_size, generator
-        )
+        if steps is None:
+            if s.local_steps is None:
+                raise ValueError(
+                    "client_batches(steps=None) needs fl_strategy.local_steps; use local_batches"
+                )
+            steps = s.local_steps
+        idx = self.client_data.sample_indices(clients, steps, batch_size or s.batch_size, generator)
         return self.client_data.x[idx], self.client_data.y[idx]
 
     def train_clients(
@@ -197,19 +280,30 @@ class FederatedModule(L.LightningModule):
         ys: torch.Tensor,
         task: LocalTask | None = None,
         execution: str | None = None,
-        steps: int | None = None,
+        steps: int | torch.Tensor | None = None,
         lr: float | None = None,
+        buffers: torch.Tensor | None = None,
     ) -> LocalResult:
         """Local training of the clients whose start points / batches are the rows of ``start`` /
-        ``xs`` / ``ys``; split across the ranks under DDP (module docstring)."""
+        ``xs`` / ``ys``; split across the ranks under DDP (module docstring).
+
+        ``steps``: an int (every client), a ``(C,)`` tensor of per-client counts (≤ ``xs.shape[1]``),
+        or None (``xs.shape[1]`` steps). ``buffers``: ``(C, d_b)`` start running statistics (None =
+        the global model's for every client); the result's ``buffers`` are the trained ones."""
         execution = resolve_execution(execution or self.execution, self.device)
-        training = self.local_training(steps, lr)
+        client_steps = steps if isinstance(steps, torch.Tensor) else None
+        count = int(xs.shape[1]) if steps is None or client_steps is not None else int(steps)
+        training = self.local_training(count, lr)
+        if buffers is None and self.buffer_layout.dim:
+            buffers = self.global_buffers().expand(start.shape[0], -1).clone()
         world = self.trainer.world_size if self._trainer is not None else 1
         if world == 1 or start.shape[0] < 2:
-            return training.run_task(execution, start, xs, ys, task)
-        return self._train_distributed(training, execution, start, xs, ys, task, world)
+            return training.run_task(execution, start, xs, ys, task, client_steps, buffers)
+        return self._train_distributed(training, execution, start, xs, ys, task, world, client_steps, buffers)
 
-    def _train_distributed(self, training, execution, start, xs, ys, task, world) -> LocalResult:
+    def _train_distributed(
+        self, training, execution, start, xs, ys, task, world, client_steps=None, buffers=None
+    ) -> LocalResult:
         rank = self.trainer.global_rank
         task = task or training.default_task()
         count = start.shape[0]
@@ -221,7 +315,15 @@ class FederatedModule(L.LightningModule):
             task.step,
             tuple(t[mine] for t in task.state),
         )
-        local = training.run_task(execution, start[mine], xs[mine], ys[mine], share)
+        local = training.run_task(
+            execution,
+            start[mine],
+            xs[mine],
+            ys[mine],
+            share,
+            None if client_steps is None else client_steps[mine],
+            None if buffers is None else buffers[mine],
+        )
         width = max(bounds[r + 1] - bounds[r] for r in range(world))
 
         def gather(t: torch.Tensor) -> torch.Tensor:
@@ -235,6 +337,7 @@ class FederatedModule(L.LightningModule):
             gather(local.final),
             gather(local.first_loss),
             tuple(gather(t) for t in local.state),
+            None if local.buffers is None else gather(local.buffers),
         )
 
     # ---- one round -------------------------------------------------------------------------------
@@ -246,11 +349,13 @@ class FederatedModule(L.LightningModule):
         trains = ~plan.byzantine | attack.needs_training
         rows = torch.arange(len(plan.clients), device=plan.clients.device)[trains]
         clients = plan.clients[rows]
-        xs, ys = self.client_batches(clients, plan.generator)
+        xs, ys, steps = self.local_batches(clients, plan.generator)
         poisoned = plan.byzantine[rows].view(-1, 1, 1)
         ys = torch.where(poisoned, attack.poison_labels(ys, self.num_classes), ys)
         task = strategy.configure_local(self, plan, rows)
-        result = self.train_clients(plan.start[rows], xs, ys, task, execution)
+        global_buffers = self.global_buffers()
+        buffers = strategy.start_buffers(plan, rows, global_buffers) if self.buffer_layout.dim else None
+        result = self.train_clients(plan.start[rows], xs, ys, task, execution, steps=steps, buffers=buffers)
         losses = result.first_loss
         messages = strategy.client_messages(plan, rows, result.pseudo_grads, result)
         honest_rows = ~plan.byzantine[rows]
@@ -267,7 +372,17 @@ class FederatedModule(L.LightningModule):
         senders = torch.cat([clients[honest_rows], plan.clients[plan.byzantine]])
         stack = torch.cat([honest, forged])
         direction = strategy.aggregate_train(plan, stack, self.client_sizes[senders].to(stack.dtype))
-        return {"direction": direction, "honest_loss": losses[honest_rows].mean(), "honest": honest}
+        out = {"direction": direction, "honest_loss": losses[honest_rows].mean(), "honest": honest}
+        if result.buffers is not None:  # Byzantine clients' statistics are not aggregated
+            honest_clients = rows[honest_rows]
+            out["buffers"] = strategy.aggregate_buffers(
+                plan,
+                honest_clients,
+                result.buffers[honest_rows],
+                self.client_sizes[plan.clients[honest_clients]],
+                global_buffers,
+            )
+        return out
 
     def step_round(self, round_index: int, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         """One whole round: :meth:`run_round`, the server optimizer's step along the aggregated
@@ -281,6 +396,8 @@ class FederatedModule(L.LightningModule):
         ):
             param.grad = grad.to(param.dtype).clone()
         optimizer.step()
+        if "buffers" in out:
+            self.set_global_buffers(out["buffers"])
         self.strategy.server_update(self, round_index)
         return out
 
@@ -299,10 +416,12 @@ class FederatedModule(L.LightningModule):
     # ---- evaluation ------------------------------------------------------------------------------
     def _start_eval(self) -> None:
         self._eval_params = self.strategy.evaluation_parameters(self, self.global_flat())
+        self._eval_buffers = self.strategy.evaluation_buffers(self, self.global_buffers())
 
     def _eval(self, batch, acc: MulticlassAccuracy, class_acc, loss_metric: MeanMetric) -> None:
         x, y = batch
-        logits = self.forward_flat(self._eval_params, x)
+        with self.eval_mode():
+            logits = self.forward_flat(self._eval_params, x, buffers=self._eval_buffers)
         loss_metric.update(F.cross_entropy(logits, y), weight=len(y))
         acc.update(logits, y)
         if self.class_groups is not None:
@@ -320,26 +439,30 @@ class FederatedModule(L.LightningModule):
         loss_metric.reset()
 
     @torch.no_grad()
-    def personalised_accuracy(self) -> torch.Tensor:
-        """``(K,)`` accuracy of each client's personalised model on its own test split."""
-        data = self.client_test
+    def personalised_accuracy(self, data: ClientData | None = None) -> torch.Tensor:
+        """``(K,)`` accuracy of each client's personalised model (its parameters and running
+        statistics, in eval mode) on its own split of ``data`` (default: the test splits)."""
+        data = self.client_test if data is None else data
         clients = torch.arange(data.num_clients, device=self.device)
         with torch.enable_grad():  # a strategy may fine-tune before evaluating
             params = self.strategy.client_evaluation_parameters(self, clients, self.global_flat())
+        buffers = self.strategy.client_evaluation_buffers(self, clients, self.global_buffers())
         correct = torch.zeros(data.num_clients, device=self.device)
-        for k in range(data.num_clients):
-            for chunk in data.indices_of(k).split(self.eval_batch_size):
-                logits = self.forward_flat(params[k], data.x[chunk])
-                correct[k] += (logits.argmax(-1) == data.y[chunk]).sum()
+        with self.eval_mode():
+            for k in range(data.num_clients):
+                for chunk in data.indices_of(k).split(self.eval_batch_size):
+                    logits = self.forward_flat(params[k], data.x[chunk], buffers=buffers[k])
+                    correct[k] += (logits.argmax(-1) == data.y[chunk]).sum()
         return correct / data.sizes.to(correct.device).clamp_min(1)
 
     def _log_personalised(self, stage: str) -> torch.Tensor | None:
-        if self.client_test is None:
+        data = self.client_val if stage == "val" and self.client_val is not None else self.client_test
+        if data is None:
             return None
-        acc = self.personalised_accuracy()
-        sizes = self.client_test.sizes.to(acc.device).to(acc.dtype)
-        self.log(f"{stage}/personal_acc", acc.mean(), prog_bar=stage == "val")
-        self.log(f"{stage}/personal_acc_weighted", (acc * sizes).sum() / sizes.sum())
+        acc = self.personalised_accuracy(data)
+        sizes = data.sizes.to(acc.device).to(acc.dtype)
+        self.log(f"{stage}/personal_acc", acc.mean(), prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/personal_acc_weighted", (acc * sizes).sum() / sizes.sum(), sync_dist=True)
         return acc
 
     def on_validation_epoch_start(self) -> None:

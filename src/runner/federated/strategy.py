@@ -14,6 +14,20 @@ State: the strategy is an ``nn.Module``; its :class:`~runner.federated.client_st
 Unshared (personal) parameters: names containing one of ``personal_parameters`` stay on the
 clients (client state ``personal``); clients start from the global shared coordinates plus their own
 personal ones, and messages are zero on personal coordinates.
+
+Local work: ``local_epochs`` (E epochs over each client's own data, so clients of different sizes take
+different step counts, as the papers train) or ``local_steps`` (the same number of minibatch steps,
+drawn with replacement, for every client); exactly one of the two is set.
+
+Running statistics (BatchNorm buffers; :class:`~runner.federated.simulator.BufferLayout`): each
+client trains on, and updates, its own copy. Which buffers are shared is the strategy's choice
+(:meth:`Strategy.personal_buffer_mask_of`): by default a buffer follows its layer's parameters (personal
+when its name matches ``personal_parameters``, or ``personal_buffers`` when that is given), so FedAvg
+averages every running statistic (data-size weighted, as the official codes average whole state
+dicts) and FedBN / local-only / FedProto keep them all on the clients. Hooks, all with defaults:
+:meth:`setup_buffers`, :meth:`start_buffers` (a round's start statistics), :meth:`aggregate_buffers`
+(keeps the personal ones in the client state ``personal_buffers``, returns the new global ones),
+:meth:`evaluation_buffers` and :meth:`client_evaluation_buffers` (evaluation, in eval mode).
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from runner.errors import invalid_value
+from runner.errors import UserError, invalid_value
 
 from .aggregators import AGGREGATORS, PRE_AGGREGATORS, check_byzantine_bound
 from .attacks import ATTACKS, Attack
@@ -57,24 +71,49 @@ class Strategy(nn.Module):
 
     Args:
         clients_per_round: participants per round (None = all clients).
-        local_steps, local_lr, batch_size, local_weight_decay: the client update (local SGD).
+        local_steps: minibatch steps per client per round (the same for every client), or None.
+        local_epochs: epochs over each client's own data per round (steps differ by client), or None;
+            exactly one of ``local_steps`` / ``local_epochs`` is set.
+        local_lr, batch_size, local_weight_decay: the client update (local SGD).
         server_lr: step size of the server optimizer on the aggregated direction.
         personal_parameters: name fragments of parameters that are never averaged.
+        personal_buffers: name fragments of buffers (running statistics) that are never averaged;
+            None = the buffers whose names match ``personal_parameters`` (module docstring).
     """
 
     def __init__(
         self,
         clients_per_round: int | None = None,
-        local_steps: int = 1,
+        local_steps: int | None = 1,
         local_lr: float = 0.1,
         batch_size: int = 32,
         local_weight_decay: float = 0.0,
         server_lr: float = 1.0,
         personal_parameters: list[str] | None = None,
+        local_epochs: float | None = None,
+        personal_buffers: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if (local_steps is None) == (local_epochs is None):
+            raise UserError(
+                f"fl_strategy: set exactly one of local_steps ({local_steps}) and local_epochs ({local_epochs}); "
+                "override the other with null (e.g. fl_strategy.local_epochs=null fl_strategy.local_steps=5)"
+            )
+        if local_steps is not None and int(local_steps) < 1:
+            raise invalid_value(
+                "fl_strategy.local_steps", local_steps, "an integer >= 1 (or null with local_epochs)"
+            )
+        if local_epochs is not None and not float(local_epochs) > 0:
+            raise invalid_value(
+                "fl_strategy.local_epochs", local_epochs, "a number > 0 (or null with local_steps)"
+            )
         self.clients_per_round = clients_per_round
-        self.local_steps = int(local_steps)
+        self.local_steps = None if local_steps is None else int(local_steps)
+        self.local_epochs = None if local_epochs is None else float(local_epochs)
+        self.personal_buffers = None if personal_buffers is None else list(personal_buffers)
+        # steps a strategy runs on top of the local epochs (FedRep's head phase); with local_steps the
+        # strategy folds them into local_steps itself
+        self.extra_local_steps = 0
         self.local_lr = float(local_lr)
         self.batch_size = int(batch_size)
         self.local_weight_decay = float(local_weight_decay)
@@ -95,10 +134,67 @@ class Strategy(nn.Module):
                 "fl_strategy.clients_per_round", self.clients_per_round, f"an integer in [1, {num_clients}]"
             )
         self.register_buffer("personal_mask", personal_mask.clone(), persistent=False)
+        self.register_buffer("personal_buffer_mask", torch.zeros(0, dtype=torch.bool), persistent=False)
         if bool(personal_mask.any()):
             self.state.add(
                 "personal", (int(personal_mask.sum()),), initial[personal_mask], dtype=initial.dtype
             )
+
+    def setup_buffers(self, layout, initial: torch.Tensor) -> None:
+        """Create the per-client running-statistics state (called after :meth:`setup`, with the
+        model's :class:`~runner.federated.simulator.BufferLayout` and its initial flat buffers)."""
+        mask = self.personal_buffer_mask_of(layout).to(torch.bool)
+        self.register_buffer("personal_buffer_mask", mask.clone(), persistent=False)
+        if bool(mask.any()):
+            self.state.add("personal_buffers", (int(mask.sum()),), initial[mask], dtype=initial.dtype)
+
+    def personal_buffer_mask_of(self, layout) -> torch.Tensor:
+        """``(d_b,)`` bool: the buffer coordinates each client keeps (module docstring)."""
+        patterns = self.personal_parameters if self.personal_buffers is None else self.personal_buffers
+        return layout.mask(patterns)
+
+    def start_buffers(
+        self, plan: RoundPlan, rows: torch.Tensor, global_buffers: torch.Tensor
+    ) -> torch.Tensor:
+        """``(C, d_b)`` running statistics the participants ``plan.clients[rows]`` start from: the
+        global ones with each client's personal coordinates."""
+        return self.client_evaluation_buffers(None, plan.clients[rows], global_buffers)
+
+    def aggregate_buffers(
+        self,
+        plan: RoundPlan,
+        rows: torch.Tensor,
+        buffers: torch.Tensor,
+        weights: torch.Tensor,
+        global_buffers: torch.Tensor,
+    ) -> torch.Tensor:
+        """After local training of the (honest) participants ``plan.clients[rows]``, whose statistics
+        are ``buffers (C, d_b)``: keep their personal coordinates, and return the new global buffers
+        (shared coordinates: the ``weights``-weighted mean; personal ones: unchanged)."""
+        mask = self.personal_buffer_mask.to(buffers.device)
+        if "personal_buffers" in self.state:
+            clients = plan.clients[rows].to(self.state.personal_buffers.device)
+            self.state.set("personal_buffers", clients, buffers[:, mask])
+        if buffers.shape[0] == 0 or bool(mask.all()):
+            return global_buffers
+        w = weights.to(buffers.dtype)
+        mean = (w[:, None] * buffers).sum(0) / w.sum().clamp_min(torch.finfo(buffers.dtype).tiny)
+        return torch.where(mask, global_buffers, mean.to(global_buffers.dtype))
+
+    def evaluation_buffers(self, module, global_buffers: torch.Tensor) -> torch.Tensor:
+        """The running statistics of the *global* evaluation (default: the global ones)."""
+        return global_buffers
+
+    def client_evaluation_buffers(
+        self, module, clients: torch.Tensor, global_buffers: torch.Tensor
+    ) -> torch.Tensor:
+        """``(C, d_b)`` running statistics of each client's personalised model: the global ones with
+        the client's personal coordinates."""
+        out = global_buffers.expand(len(clients), -1).clone()
+        if "personal_buffers" in self.state:
+            mask = self.personal_buffer_mask.to(out.device)
+            out[:, mask] = self.state.get("personal_buffers", clients.to(out.device)).to(out.dtype)
+        return out
 
     @property
     def participants(self) -> int:

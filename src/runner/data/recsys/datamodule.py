@@ -115,11 +115,16 @@ class RecsysDataModule(L.LightningDataModule):
             file's test set is kept and validation is carved from train per user).
         synthetic: use ``twin`` (written as ``.inter`` under ``synthetic_root``) instead of ``root``.
         user_k_core / item_k_core: iterative k-core filter (null = none).
-        rating_threshold: keep interactions with rating >= threshold (null = keep all).
+        rating_threshold: keep interactions with rating >= threshold (null = keep all); applied before
+            the k-core filter, as RecBole applies ``val_interval`` before ``*_inter_num_interval``.
         split: train / val / test ratios of the per-user random split.
         split_seed: seed of that split (RecBole's default seed, 2020; independent of the run seed).
-        expected: ``{num_users, num_items, num_interactions}`` after filtering; a mismatch with real
-            data is warned about (not checked on the twin).
+        expected: ``{num_users, num_items, num_interactions}`` of the real data after filtering, as
+            published; a mismatch is warned about.
+        twin_expected: the same for the synthetic twin (its own sizes), checked on the twin.
+        warmup_epochs: the dataset's early-stopping warm-up (official ``warm_up_step``: no early stop
+            before it; Yelp 40, else the model's 30); read by ``conf/callbacks/recsys_early_stopping``
+            and otherwise unused here.
         batch_size: training interactions per step (card: 4096).
         twin_batch_size: the batch size used instead on the synthetic twin (null = ``batch_size``):
             the twin is ~100x smaller, and the in-batch InfoNCE terms cost O(batch^2) per step.
@@ -143,6 +148,8 @@ class RecsysDataModule(L.LightningDataModule):
         split_seed: int = 2020,
         expected: Mapping[str, int] | None = None,
         expected_tolerance: float = 0.01,
+        twin_expected: Mapping[str, int] | None = None,
+        warmup_epochs: int | None = None,
         batch_size: int = 4096,
         twin_batch_size: int | None = None,
         eval_batch_users: int = 1024,
@@ -183,8 +190,10 @@ class RecsysDataModule(L.LightningDataModule):
         )
         stats = self.split.stats()
         log.info("%s%s: %s", self.name, " (twin)" if self.synthetic else "", stats)
-        if expected and not self.synthetic:
-            self._check_expected(stats, dict(expected), float(expected_tolerance))
+        self.warmup_epochs = None if warmup_epochs is None else int(warmup_epochs)
+        reference = twin_expected if self.synthetic else expected
+        if reference:
+            self._check_expected(stats, dict(reference), float(expected_tolerance))
 
     @staticmethod
     def _prepare(
@@ -215,12 +224,15 @@ class RecsysDataModule(L.LightningDataModule):
             got = stats.get(key)
             if want and got is not None and abs(got - want) > tolerance * want:
                 log.warning(
-                    "%s: %s=%d after filtering, the paper reports %d; check dataset.root and the filters "
+                    "%s%s: %s=%d after filtering, %s %d; check %s and the filters "
                     "(user_k_core / item_k_core / rating_threshold)",
                     self.name,
+                    " (twin)" if self.synthetic else "",
                     key,
                     got,
+                    "dataset.twin_expected says" if self.synthetic else "the paper reports",
                     want,
+                    "dataset.twin" if self.synthetic else "dataset.root",
                 )
 
     @property

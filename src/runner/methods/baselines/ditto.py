@@ -31,7 +31,8 @@ class Ditto(Strategy):
 
     Args:
         lam: λ of the proximal term to the global model (Ditto's grid: 0.01 … 2; PFLlib default 0.1).
-        personal_steps: local steps of the personal model per round (None = ``local_steps``).
+        personal_steps: local steps of the personal model per round (None = the local work of the
+            global model: ``local_steps``, or ``local_epochs`` with per-client counts).
         personal_lr: its learning rate (None = ``local_lr``).
         **base: :class:`~runner.federated.strategy.Strategy` arguments.
     """
@@ -47,7 +48,8 @@ class Ditto(Strategy):
         if float(lam) < 0:
             raise invalid_value("fl_strategy.lam", lam, "a number >= 0")
         self.lam = float(lam)
-        self.personal_steps = self.local_steps if personal_steps is None else int(personal_steps)
+        # None: the same local work as the global model's (local_steps, or local_epochs per client)
+        self.personal_steps = None if personal_steps is None else int(personal_steps)
         self.personal_lr = self.local_lr if personal_lr is None else float(personal_lr)
         self._round: dict[str, Any] = {}
 
@@ -62,10 +64,14 @@ class Ditto(Strategy):
     def train_personal(self, module, plan: RoundPlan, rows: torch.Tensor) -> torch.Tensor:
         """The personal models of ``plan.clients[rows]`` after this round's proximal training."""
         clients = plan.clients[rows]
-        xs, ys = module.client_batches(clients, plan.generator, steps=self.personal_steps)
+        if self.personal_steps is None:  # the strategy's unit (local_epochs: per-client step counts)
+            xs, ys, steps = module.local_batches(clients, plan.generator)
+        else:
+            xs, ys = module.client_batches(clients, plan.generator, steps=self.personal_steps)
+            steps = self.personal_steps
         task = LocalTask(objective=proximal_objective(self.lam), context={"anchor": plan.start[rows]})
         start = self.state.get("personal_model", clients).to(plan.start.dtype)
-        result = module.train_clients(start, xs, ys, task, steps=self.personal_steps, lr=self.personal_lr)
+        result = module.train_clients(start, xs, ys, task, steps=steps, lr=self.personal_lr)
         return result.final.detach()
 
     def client_messages(self, plan, rows, pseudo_grads, result=None) -> torch.Tensor:

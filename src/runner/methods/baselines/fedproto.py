@@ -45,15 +45,19 @@ def personal_in_model_dtype(strategy: Strategy, initial: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def client_features(module, client: int, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def client_features(
+    module, client: int, flat: torch.Tensor, buffers: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(h [n, d], y [n])``: features of all of ``client``'s training samples under the flat
-    parameters ``flat`` (chunks of ``module.eval_batch_size``)."""
+    parameters ``flat`` and running statistics ``buffers`` (None: the global model's), in eval mode
+    (chunks of ``module.eval_batch_size``)."""
     data = module.client_data
     index = data.indices_of(int(client))
-    feats = [
-        module.forward_flat(flat, data.x[chunk], return_features=True)[1]
-        for chunk in index.split(module.eval_batch_size)
-    ]
+    with module.eval_mode():
+        feats = [
+            module.forward_flat(flat, data.x[chunk], buffers=buffers, return_features=True)[1]
+            for chunk in index.split(module.eval_batch_size)
+        ]
     return torch.cat(feats), data.y[index]
 
 
@@ -104,7 +108,7 @@ class FedProto(LazyBuffers, Strategy):
         if float(lam) < 0:
             raise invalid_value("fl_strategy.lam", lam, "a number >= 0")
         self.lam = float(lam)
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def setup(self, num_clients, initial, personal_mask, seed) -> None:
         super().setup(num_clients, initial, personal_mask, seed)
@@ -121,17 +125,17 @@ class FedProto(LazyBuffers, Strategy):
         )
 
     def client_messages(self, plan, rows, pseudo_grads, result: LocalResult | None = None):
-        self._pending = (plan.clients[rows], result.final)
+        self._pending = (plan.clients[rows], result.final, result.buffers)
         return super().client_messages(plan, rows, pseudo_grads, result)
 
     @torch.no_grad()
     def server_update(self, module, round_index: int) -> None:
         """Global prototypes from the clients' class means after local training (FedProto eq. 6)."""
-        clients, finals = self._pending
+        clients, finals, buffers = self._pending
         self._pending = None
         sums, totals = None, None
         for i, client in enumerate(clients.tolist()):
-            h, y = client_features(module, client, finals[i])
+            h, y = client_features(module, client, finals[i], None if buffers is None else buffers[i])
             means, counts = class_means(h, y, module.num_classes)
             part = counts[:, None] * means
             sums = part if sums is None else sums + part

@@ -12,7 +12,10 @@ weighted mean of the clients' bodies) and the heads stay in the client state (ba
 Engine mapping: both phases run as one local training of ``head_steps + body_steps`` steps whose
 :class:`~runner.federated.simulator.LocalTask` ``step`` masks the update by phase (``s < head_steps``:
 head coordinates only; afterwards: body coordinates only), so ``self.local_steps`` (what the engine
-draws batches for) is the sum and the config's ``local_steps`` is the body's τ.
+draws batches for) is the sum and the config's ``local_steps`` is the body's τ. With
+``local_epochs`` the body phase is the client's local epochs (its own step count) and the engine
+draws ``head_steps`` more steps first (``extra_local_steps``); PFLlib counts the head phase in
+epochs too (``plocal_epochs``) — here it stays a step count.
 """
 
 from __future__ import annotations
@@ -67,8 +70,12 @@ class FedRep(Strategy):
         if int(head_steps) < 0:
             raise invalid_value("fl_strategy.head_steps", head_steps, "an integer >= 0")
         self.head_steps = int(head_steps)
-        self.body_steps = self.local_steps
-        self.local_steps = self.head_steps + self.body_steps  # what the engine draws batches for
+        if self.local_steps is not None:  # body: local_steps steps; the engine draws head + body
+            self.body_steps = self.local_steps
+            self.local_steps = self.head_steps + self.body_steps
+        else:  # body: local_epochs over the client's data, after head_steps steps
+            self.body_steps = None
+            self.extra_local_steps = self.head_steps
         self.head_lr = self.local_lr if head_lr is None else float(head_lr)
 
     def configure_local(self, module, plan: RoundPlan, rows: torch.Tensor) -> LocalTask:

@@ -17,6 +17,16 @@ rule and sets ``x_{k+1} = y_k − η G_k``.
   distributed-momentum scheme of Karimireddy et al. (2021) / Farhadkhani et al. (2022).
 
 Plain FedAvg is ``aggregator=weighted_mean``, ``acceleration=none``, no Byzantine clients.
+
+``dampening`` (ByzFL's momentum ``m ← β m + (1 − β) g``; default off, the classical undampened
+``m ← β m + g``): undampened momentum moves about ``1 / (1 − β)`` times further per unit of η than
+robust SGD, so comparing the momentum variants with SGD at one shared η confounds acceleration with
+step size. With ``m₀ = 0`` the dampened recursion is the undampened one with every gradient scaled by
+``(1 − β)``; at the server this is the same sequence of iterates as the undampened optimizer at
+``η (1 − β)`` (heavy ball and the look-ahead Nesterov alike), which is how it is implemented; on the
+clients the gradients entering the momentum are scaled. A fair comparison tunes η per (method,
+aggregator) on a validation split (``dataset.val_fraction``) and compares each at its best η
+(``python -m runner.federated.tuning``).
 """
 
 from __future__ import annotations
@@ -80,12 +90,18 @@ class ByrdNAFL(RobustStrategy):
         acceleration: ``none`` | ``heavy_ball`` | ``nesterov``.
         momentum_at: ``server`` | ``clients``.
         beta: momentum coefficient β.
+        dampening: ByzFL's dampened momentum ``m ← β m + (1 − β) g`` (module docstring).
         **robust: :class:`~runner.federated.strategy.RobustStrategy` arguments (aggregator, attack,
             byzantine_fraction, local_steps, local_lr, batch_size, server_lr, ...).
     """
 
     def __init__(
-        self, acceleration: str = "nesterov", momentum_at: str = "server", beta: float = 0.9, **robust: Any
+        self,
+        acceleration: str = "nesterov",
+        momentum_at: str = "server",
+        beta: float = 0.9,
+        dampening: bool = False,
+        **robust: Any,
     ) -> None:
         super().__init__(**robust)
         if acceleration not in ACCELERATIONS:
@@ -101,6 +117,12 @@ class ByrdNAFL(RobustStrategy):
         if not 0 <= float(beta) < 1:
             raise invalid_value("fl_strategy.beta", beta, "a number in [0, 1)")
         self.beta = float(beta)
+        self.dampening = bool(dampening)
+
+    @property
+    def momentum_scale(self) -> float:
+        """The factor on each gradient entering the momentum: ``1 − β`` when dampened, else 1."""
+        return 1.0 - self.beta if self.dampening and self.acceleration != "none" else 1.0
 
     def setup(self, num_clients, initial, personal_mask, seed) -> None:
         super().setup(num_clients, initial, personal_mask, seed)
@@ -115,11 +137,12 @@ class ByrdNAFL(RobustStrategy):
             return grads
         clients = plan.clients[rows]
         message, momentum = CLIENT_MOMENTUM[self.acceleration](
-            grads, self.state.get("momentum", clients), self.beta
+            self.momentum_scale * grads, self.state.get("momentum", clients), self.beta
         )
         self.state.set("momentum", clients, momentum)
         return message
 
     def configure_server_optimizer(self, params) -> torch.optim.Optimizer:
         at_server = self.acceleration if self.momentum_at == "server" else "none"
-        return ACCELERATIONS[at_server](params, self.server_lr, self.beta)
+        scale = self.momentum_scale if at_server != "none" else 1.0
+        return ACCELERATIONS[at_server](params, self.server_lr * scale, self.beta)

@@ -288,7 +288,8 @@ class COPFL(Strategy):
             others[n] = 0
             w_minus = masked_weighted_average(final, personal, others, previous)
             model = torch.where(personal[n], final[n], w_minus) if self.loo_personal else w_minus
-            logits = module.forward_flat(model, module.client_data.x[idx[n]])
+            with module.eval_mode():  # running statistics, if any: the global model's
+                logits = module.forward_flat(model, module.client_data.x[idx[n]])
             y = module.client_data.y[idx[n]]
             if self.data_score == "loss":
                 scores[n] = F.cross_entropy(logits, y)

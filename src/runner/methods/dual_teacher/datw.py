@@ -50,11 +50,12 @@ class DATW(nn.Module):
 
     Args:
         discrepancy: ``"cos"`` (1 − cosine of logits) or ``"kl"`` (KL(p_k ‖ p_s)).
-        tau: the weighting temperature ``τ_w``.
+        tau: the weighting temperature ``τ_w`` (0.5: the reconstruction's default, the same in
+            ``conf/method/dual_teacher.yaml``; the paper gives none).
         score: ``confidence_x_discrepancy`` (card), ``confidence`` or ``discrepancy`` (ablations).
     """
 
-    def __init__(self, discrepancy: str = "cos", tau: float = 0.1, score: str = "confidence_x_discrepancy"):
+    def __init__(self, discrepancy: str = "cos", tau: float = 0.5, score: str = "confidence_x_discrepancy"):
         super().__init__()
         if discrepancy not in DISCREPANCIES:
             raise invalid_value("fusion.discrepancy", discrepancy, f"one of {', '.join(DISCREPANCIES)}")

@@ -459,6 +459,7 @@ class DualTeacherDistillation(VideoClassificationModule):
             teacher_logits={n: z for n, (z, _) in outputs.items()},
             teacher_features={n: f for n, (_, f) in outputs.items()},
             feature_maps=dict(self._feature_maps),
+            epoch=int(self.current_epoch),
         )
         values = {name: term(ctx) for name, term in self.terms.items()}
         total = sum(self.terms[name].weight * value for name, value in values.items())

@@ -33,6 +33,7 @@ class DistillContext:
     teacher_features: dict[str, torch.Tensor]
     feature_maps: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # per-step values to log
+    epoch: int = 0  # the training epoch (0-based), for epoch-dependent terms (DKD's warm-up)
 
 
 @dataclass
@@ -105,15 +106,37 @@ class KDTerm(_FusedTerm):
 
 
 class DKDTerm(_FusedTerm):
-    """Decoupled KD on the (fused) teacher logits; see :func:`.losses.dkd_loss`."""
+    """Decoupled KD on the (fused) teacher logits; see :func:`.losses.dkd_loss`, scaled by DKD's
+    linear warm-up ``min(epoch / warmup_epochs, 1)`` (mdistiller ``DKD.forward_train``, ``WARMUP: 20``;
+    mdistiller counts epochs from 1, so the first epoch has factor ``1 / warmup_epochs``;
+    ``warmup_epochs: 0`` switches the warm-up off)."""
 
-    def __init__(self, weight=1.0, teachers=("cnn",), fusion=None, temperature=4.0, alpha=1.0, beta=8.0):
+    def __init__(
+        self,
+        weight=1.0,
+        teachers=("cnn",),
+        fusion=None,
+        temperature=4.0,
+        alpha=1.0,
+        beta=8.0,
+        warmup_epochs=20,
+    ):
         super().__init__(weight, teachers, fusion, temperature)
         self.alpha, self.beta = float(alpha), float(beta)
+        if int(warmup_epochs) < 0:
+            raise ValueError(f"distill.terms.dkd.warmup_epochs must be >= 0, got {warmup_epochs}")
+        self.warmup_epochs = int(warmup_epochs)
+
+    def warmup_factor(self, epoch: int) -> float:
+        """``min((epoch + 1) / warmup_epochs, 1)`` for the 0-based ``epoch`` (1 without a warm-up)."""
+        return 1.0 if self.warmup_epochs == 0 else min((int(epoch) + 1) / self.warmup_epochs, 1.0)
 
     def forward(self, ctx: DistillContext) -> torch.Tensor:
         z_t = self.target(ctx, "dkd")
-        return losses.dkd_loss(ctx.student_logits, z_t, ctx.labels, self.alpha, self.beta, self.temperature)
+        factor = self.warmup_factor(ctx.epoch)
+        ctx.stats["dkd_warmup"] = torch.tensor(factor)
+        loss = losses.dkd_loss(ctx.student_logits, z_t, ctx.labels, self.alpha, self.beta, self.temperature)
+        return factor * loss
 
 
 class DISTTerm(_FusedTerm):

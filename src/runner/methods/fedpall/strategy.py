@@ -25,8 +25,15 @@ Model: :class:`~runner.models.small.fedpall_nets.FedPallNet` (``extractor``, ``c
    live for the whole run) — for the next round's broadcast.
 
 Evaluation (``client_evaluation_parameters``, the engine default): each client's model after its
-local training (own extractor and classifier), as the official code evaluates; the global model
-(``val/acc``) has an untrained extractor and is not a FedPall quantity.
+local training (own extractor and classifier, own BatchNorm running statistics, eval mode), as the
+official code evaluates; the global model (``val/acc``) has an untrained extractor and is not a
+FedPall quantity. The official code reports the best round by *test* accuracy; the experiments
+choose it on each client's validation split instead (``dataset.val_fraction``, ``test_ckpt=best``).
+
+BatchNorm running statistics: no client statistic is shared (the extractor's and the classifier's
+are personal, as their parameters; the official broadcast skips every ``bn`` key); the
+discriminator's are the server's (trained with it on the uploads) and clients' local copies,
+which only see batch statistics in train mode, are not aggregated (:meth:`aggregate_buffers`).
 
 Switches (card ablations): ``beta: 0`` (no adversarial term; the discriminator is then not trained),
 ``mu: 0`` (no prototype contrast), ``classifier_update``: ``server`` (FedPall) | ``average`` (no
@@ -34,10 +41,13 @@ mixed-feature classifier training: the classifier's non-BN weights are FedAvg-av
 the discriminator is still trained on the uploads) |
 ``local`` (the official ``ablation2``: the local classifier is never replaced).
 
-Deviations: the InfoNCE denominator uses normalised prototypes (:func:`prototype_info_nce`; the
-official code divides the positive by normalised, the negatives by unnormalised prototypes); the mask
-keeps each dimension with probability ``mask_keep`` (official: exactly 90 % of them); local training
-runs ``local_steps`` minibatch steps sampled with replacement (the engine) instead of epochs.
+Switches around the official code: ``info_nce`` — ``official`` (default; unnormalised prototypes in
+the denominator, :func:`prototype_info_nce`) | ``normalised`` (cosine form); ``mask_sampling`` —
+``exact`` (default; ``⌊mask_keep·d⌋`` ones) | ``bernoulli``. Local work: ``local_epochs`` over each
+client's data (card: 5 on Digits, 10 on Office / PACS). Remaining deviations: prototypes and uploaded
+features come from an eval-mode pass over the client's training set (the official code takes the
+uploaded features — and the prototypes computed from them — from a train-mode pass, i.e. with batch
+statistics); an epoch's last partial minibatch is filled up to ``batch_size`` (engine).
 """
 
 from __future__ import annotations
@@ -54,15 +64,17 @@ from runner.federated.simulator import LocalResult, LocalTask
 from runner.federated.strategy import RoundPlan, Strategy
 from runner.methods.baselines.fedproto import LazyBuffers, client_features, personal_in_model_dtype
 from runner.methods.fedpall.losses import (
+    MASK_SAMPLING,
     client_confusion_kl,
     feature_mask,
     mixed_features,
     prototype_info_nce,
 )
 
-__all__ = ["CLASSIFIER_UPDATES", "FedPall", "fedpall_objective"]
+__all__ = ["CLASSIFIER_UPDATES", "INFO_NCE_FORMS", "FedPall", "fedpall_objective"]
 
 CLASSIFIER_UPDATES = ("server", "average", "local")
+INFO_NCE_FORMS = ("official", "normalised")
 
 
 def fedpall_objective(
@@ -71,12 +83,15 @@ def fedpall_objective(
     temperature: float,
     frozen: torch.Tensor,
     prototypes: torch.Tensor | None,
+    info_nce: str = "official",
 ):
     """One client's FedPall minibatch loss (module docstring, step 2).
 
     ``frozen`` is a bool ``(d,)`` mask of the discriminator's coordinates: they enter the forward pass
     detached, so the discriminator gets no gradient while ``h`` gets the adversarial one.
-    ``prototypes`` ``[C, d_h]`` (shared by all clients) or None (no InfoNCE term)."""
+    ``prototypes`` ``[C, d_h]`` (shared by all clients) or None (no InfoNCE term); ``info_nce``
+    ``official`` | ``normalised`` (:func:`~runner.methods.fedpall.losses.prototype_info_nce`)."""
+    normalise_negatives = info_nce == "normalised"
 
     def objective(forward, flat, x, y, context) -> torch.Tensor:
         params = torch.where(frozen, flat.detach(), flat)
@@ -88,7 +103,7 @@ def fedpall_objective(
         if beta:
             loss = loss + beta * client_confusion_kl(d_logits)
         if mu and prototypes is not None:
-            loss = loss + mu * prototype_info_nce(h, y, prototypes, temperature)
+            loss = loss + mu * prototype_info_nce(h, y, prototypes, temperature, normalise_negatives)
         return loss
 
     return objective
@@ -117,7 +132,9 @@ class FedPall(LazyBuffers, Strategy):
         beta: weight β of the adversarial KL term (Digits 0.3, Office / PACS 0.1).
         mu: weight μ of the prototype InfoNCE term (Digits 0.7, Office / PACS 0.1).
         temperature: InfoNCE temperature T (3).
+        info_nce: ``official`` (unnormalised prototypes in the denominator) | ``normalised``.
         mask_keep: fraction of feature dimensions an uploaded mask keeps (0.9).
+        mask_sampling: ``exact`` (``⌊mask_keep·d⌋`` ones) | ``bernoulli`` (each kept with ``mask_keep``).
         lambda_range: range of the mixing coefficient λ ([0.8, 1.0]).
         lambda_per_sample: one λ per sample instead of one per client and round.
         classifier_update: ``server`` | ``average`` | ``local`` (module docstring).
@@ -151,6 +168,8 @@ class FedPall(LazyBuffers, Strategy):
         classifier: str = "classifier",
         discriminator: str = "discriminator",
         norm: str = "bn",
+        info_nce: str = "official",
+        mask_sampling: str = "exact",
         **base: Any,
     ) -> None:
         if base.get("personal_parameters") in (None, []):
@@ -163,6 +182,14 @@ class FedPall(LazyBuffers, Strategy):
         for key, value in (("beta", beta), ("mu", mu), ("server_weight_decay", server_weight_decay)):
             if float(value) < 0:
                 raise invalid_value(f"fl_strategy.{key}", value, "a number >= 0")
+        if info_nce not in INFO_NCE_FORMS:
+            raise invalid_value("fl_strategy.info_nce", info_nce, "one of " + ", ".join(INFO_NCE_FORMS))
+        if mask_sampling not in MASK_SAMPLING:
+            raise invalid_value(
+                "fl_strategy.mask_sampling", mask_sampling, "one of " + ", ".join(MASK_SAMPLING)
+            )
+        self.info_nce = info_nce
+        self.mask_sampling = mask_sampling
         if not 0.0 < float(mask_keep) <= 1.0:
             raise invalid_value("fl_strategy.mask_keep", mask_keep, "a number in (0, 1]")
         lo, hi = (float(v) for v in lambda_range)
@@ -187,7 +214,7 @@ class FedPall(LazyBuffers, Strategy):
         self.names = {"extractor": extractor, "classifier": classifier, "discriminator": discriminator}
         self.norm = norm
         self._masks: dict[str, torch.Tensor] | None = None
-        self._pending: tuple[RoundPlan, torch.Tensor, torch.Tensor] | None = None
+        self._pending: tuple[RoundPlan, torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     # ---- state -----------------------------------------------------------------------------------
     def setup(self, num_clients, initial, personal_mask, seed) -> None:
@@ -237,13 +264,15 @@ class FedPall(LazyBuffers, Strategy):
 
         prototypes = self.prototypes.to(plan.start.dtype) if self.prototypes.numel() else None
         return LocalTask(
-            objective=fedpall_objective(self.beta, self.mu, self.temperature, frozen, prototypes),
+            objective=fedpall_objective(
+                self.beta, self.mu, self.temperature, frozen, prototypes, self.info_nce
+            ),
             step=step,
         )
 
     def client_messages(self, plan, rows, pseudo_grads, result: LocalResult | None = None):
         final = plan.start[rows] - self.local_lr * pseudo_grads if result is None else result.final
-        self._pending = (plan, plan.clients[rows], final)
+        self._pending = (plan, plan.clients[rows], final, None if result is None else result.buffers)
         messages = super().client_messages(plan, rows, pseudo_grads, result)
         if self.classifier_update == "average":  # ablation: FedAvg on the classifier's non-BN weights
             broadcast = self._masks["broadcast"].to(messages.device)
@@ -251,13 +280,22 @@ class FedPall(LazyBuffers, Strategy):
         return messages
 
     # ---- server side -----------------------------------------------------------------------------
+    def aggregate_buffers(self, plan, rows, buffers, weights, global_buffers):
+        """Keep the clients' (personal) statistics; the global ones — the server-trained
+        discriminator's — are not replaced by the clients' local copies (module docstring)."""
+        super().aggregate_buffers(plan, rows, buffers, weights, global_buffers)
+        return global_buffers
+
     @torch.no_grad()
-    def uploads(self, module, plan, clients, finals) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step 3: updates the global prototypes; returns the uploaded ``(f̃, labels, client ids)``."""
+    def uploads(
+        self, module, plan, clients, finals, buffers=None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step 3: updates the global prototypes; returns the uploaded ``(f̃, labels, client ids)``.
+        ``buffers``: the clients' running statistics after local training (None: no BatchNorm)."""
         feats, labels = [], []
         means, counts = [], []
         for i, client in enumerate(clients.tolist()):
-            h, y = client_features(module, client, finals[i])
+            h, y = client_features(module, client, finals[i], None if buffers is None else buffers[i])
             m, n = class_means(h, y, module.num_classes)
             feats.append(h)
             labels.append(y)
@@ -267,7 +305,9 @@ class FedPall(LazyBuffers, Strategy):
         mixed, ids = [], []
         lo, hi = self.lambda_range
         for i, client in enumerate(clients.tolist()):
-            mask = feature_mask(feats[i].shape[1], self.mask_keep, plan.generator, feats[i].device)
+            mask = feature_mask(
+                feats[i].shape[1], self.mask_keep, plan.generator, feats[i].device, self.mask_sampling
+            )
             if self.lambda_per_sample:
                 lam = (lo, hi)
             else:
@@ -312,10 +352,10 @@ class FedPall(LazyBuffers, Strategy):
         """Steps 3–4: prototypes, uploads, server training of the classifier and discriminator."""
         if self._pending is None:
             return
-        plan, clients, finals = self._pending
+        plan, clients, finals, buffers = self._pending
         self._pending = None
         self.masks(module.layout)
-        mixed, labels, ids = self.uploads(module, plan, clients, finals)
+        mixed, labels, ids = self.uploads(module, plan, clients, finals, buffers)
         if self.classifier_update == "server":
             self._train_head(module, "classifier", mixed, labels, plan.generator)
         if self.beta:

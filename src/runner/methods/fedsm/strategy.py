@@ -266,13 +266,15 @@ class FedSM(Strategy):
 
     @torch.no_grad()
     def client_features(self, module, flat: torch.Tensor, client: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """All training features ``[n, d]`` and labels ``[n]`` of one client under ``flat``."""
+        """All training features ``[n, d]`` and labels ``[n]`` of one client under ``flat`` (eval
+        mode: the global model's running statistics, where it has any)."""
         data = module.client_data
         idx = data.indices_of(client)
-        feats = [
-            module.forward_flat(flat, data.x[chunk], return_features=True)[1]
-            for chunk in idx.split(self.feature_batch_size)
-        ]
+        with module.eval_mode():
+            feats = [
+                module.forward_flat(flat, data.x[chunk], return_features=True)[1]
+                for chunk in idx.split(self.feature_batch_size)
+            ]
         return torch.cat(feats).detach(), data.y[idx]
 
     def retrain(

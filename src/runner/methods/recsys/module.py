@@ -3,9 +3,10 @@
 * Training: each epoch draws a permutation of the training interactions on the device; a batch
   ``{"start", "end"}`` from :class:`runner.data.recsys.RecsysDataModule` selects a slice of it, the
   (user, positive) pairs are gathered on the device and one uniform negative per positive is drawn
-  on the device, rejecting the user's training items (RecBole's uniform sampler) with a fixed
-  number of vectorised redraws (membership: a dense user x item bitmap when small, else a binary
-  search in the sorted training keys) -- no per-sample Python loop, no host sync.
+  on the device among the items the user has *not* trained on, exactly (RecBole's uniform sampler;
+  :class:`runner.data.recsys.negatives.ExactNegativeSampler`: a rank among the user's candidates
+  mapped to an item by one ``searchsorted``) -- no rejection loop, no per-sample Python loop, no
+  host sync.
 * Loss: the recommender's named terms (BPR, reg, contrastive ones), summed; each term is logged.
 * Evaluation (val each epoch, test at the end): the final embeddings are computed once, then per
   chunk of users ``scores = U[chunk] @ I.T`` → training items (+ validation items for test) set to
@@ -23,6 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from runner.data.recsys.negatives import ExactNegativeSampler
 from runner.metrics.ranking import RankingMetrics, topk_hits
 
 __all__ = ["RecommenderModule"]
@@ -54,13 +56,8 @@ class RecommenderModule(L.LightningModule):
         num_users, num_items: sizes (from the datamodule).
         optimizer: partial optimizer constructor (card: Adam, lr 5e-4).
         topks: cut-offs of Recall / NDCG.
-        negative_redraws: redraws of negatives that hit a training item (each a vectorised pass).
         mask_validation_in_test: also exclude validation items from the test ranking (RecBole).
     """
-
-    # membership of (user, item) in the training set: a dense bitmap up to this many cells (32 MB of
-    # bool; the twins), else a binary search in the sorted keys (e.g. Yelp's 1.4e9 cells)
-    BITMAP_MAX_CELLS = 2**25
 
     def __init__(
         self,
@@ -69,7 +66,6 @@ class RecommenderModule(L.LightningModule):
         num_items: int,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         topks: Sequence[int] = (10, 20, 50),
-        negative_redraws: int = 5,
         mask_validation_in_test: bool = True,
     ) -> None:
         super().__init__()
@@ -78,7 +74,6 @@ class RecommenderModule(L.LightningModule):
                 "num_users": int(num_users),
                 "num_items": int(num_items),
                 "topks": [int(k) for k in topks],
-                "negative_redraws": int(negative_redraws),
                 "mask_validation_in_test": bool(mask_validation_in_test),
             }
         )
@@ -87,7 +82,6 @@ class RecommenderModule(L.LightningModule):
         self.num_items = int(num_items)
         self.optimizer_factory = optimizer
         self.topks = tuple(int(k) for k in topks)
-        self.negative_redraws = int(negative_redraws)
         self.mask_validation_in_test = bool(mask_validation_in_test)
         self.val_metrics = RankingMetrics(self.topks)
         self.test_metrics = RankingMetrics(self.topks)
@@ -103,30 +97,14 @@ class RecommenderModule(L.LightningModule):
             split = self.trainer.datamodule.split
             self._parts = {n: _Part(p, self.num_users, self.device) for n, p in split.parts.items()}
             train = self._parts["train"]
-            keys = train.users * self.num_items + train.items
-            self._train_keys = torch.sort(keys).values
-            self._train_bitmap = None
-            if self.num_users * self.num_items <= self.BITMAP_MAX_CELLS:
-                self._train_bitmap = torch.zeros(
-                    self.num_users * self.num_items, dtype=torch.bool, device=keys.device
-                )
-                self._train_bitmap[keys] = True
+            self._negatives = ExactNegativeSampler(train.users, train.items, self.num_users, self.num_items)
             self._parts_device = self.device
         return self._parts[name]
 
     def sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
-        """One uniform item per user, redrawn (vectorised) while it is one of the user's training items."""
-        keys, bitmap = self._train_keys, self._train_bitmap
-        neg = torch.randint(0, self.num_items, users.shape, device=users.device)
-        for _ in range(self.negative_redraws):
-            query = users * self.num_items + neg
-            if bitmap is not None:
-                seen = bitmap[query]
-            else:
-                where = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
-                seen = keys[where] == query
-            neg = torch.where(seen, torch.randint_like(neg, 0, self.num_items), neg)
-        return neg
+        """One item per user, uniform over the items that are not among the user's training items."""
+        self._part("train")
+        return self._negatives.sample(users)
 
     # ---- training -------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -8,12 +8,11 @@ extractor, a classifier MLP and a discriminator ("amplifier") MLP over the extra
 * ``discriminator`` — ``d → hidden (BN) → hidden (BN) → K`` without biases, K = number of clients.
 
 ``forward(x)`` gives the logits; ``return_features=True`` gives ``(logits, h)``; ``discriminate=True``
-gives ``(logits, h, D(h))``. Every normalisation layer is a BatchNorm without running statistics
-(``track_running_stats=False``: a client is a pure function of its parameters, as the FL engine
-requires, and vmaps) and its module name contains ``bn``, so ``personal_parameters: [bn]`` is FedBN
-and ``classifier.bn`` names the classifier's BN layers that FedPall keeps personal. Deviation: the
-official code's BatchNorm keeps running statistics for evaluation; here evaluation normalises with
-the statistics of the evaluated batch (one client's test split, in chunks).
+gives ``(logits, h, D(h))``. Every normalisation layer is a BatchNorm with running statistics, as in
+the official code (the FL engine keeps them per client and evaluates in eval mode:
+:mod:`runner.federated.simulator`), and its module name contains ``bn``, so ``personal_parameters:
+[bn]`` is FedBN (parameters and statistics) and ``classifier.bn`` names the classifier's BN layers that
+FedPall keeps personal.
 """
 
 from __future__ import annotations
@@ -28,11 +27,11 @@ __all__ = ["BottleneckResNet", "ConvExtractor", "FedPallNet"]
 
 
 def _bn2d(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, track_running_stats=False)
+    return nn.BatchNorm2d(channels)
 
 
 def _bn1d(features: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(features, track_running_stats=False)
+    return nn.BatchNorm1d(features)
 
 
 class Bottleneck(nn.Module):

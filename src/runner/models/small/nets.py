@@ -1,7 +1,7 @@
 """Small FL models: logistic regression, an MLP, and a GroupNorm CNN.
 
-None keeps running statistics (BatchNorm's buffers would make a client depend on more than its
-parameters and break ``torch.func.vmap``): the CNN normalises with GroupNorm.
+The CNN normalises with GroupNorm (no running statistics; the FL engine also supports BatchNorm's,
+kept per client: see :mod:`runner.federated.simulator`).
 
 Every model ends in a linear ``classifier`` (the name personalised methods use to keep the head
 personal, e.g. FedPer / FedRep: ``personal_parameters: [classifier]``) and takes

@@ -4,10 +4,8 @@ He et al.'s CIFAR ResNet with one basic block per stage: a 3×3 stem conv, three
 basic block each (widths 16 / 32 / 64 by default, stride 1 / 2 / 2), global average pooling and a
 linear ``classifier``: 1 + 3·2 + 1 = 8 weighted layers.
 
-FL engine requirement (no running statistics, so a client is a pure function of its parameters):
-``norm="group"`` (default, GroupNorm) or ``norm="batch"`` (BatchNorm with
-``track_running_stats=False``, i.e. batch statistics also at evaluation). The original ResNet-8 uses
-BatchNorm with running statistics — a documented deviation forced by the engine.
+Normalisation: ``norm="batch"`` (BatchNorm with running statistics, as the original ResNet-8; the FL
+engine keeps them per client and evaluates in eval mode) or ``norm="group"`` (GroupNorm).
 
 ``forward(x, return_features=True)`` gives ``(logits, features)`` with ``features`` the pooled
 ``widths[-1]``-dimensional vector the classifier reads (what FedSM's prototypes and pseudo-features
@@ -27,7 +25,7 @@ def _norm(kind: str, channels: int, groups: int) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(min(groups, channels), channels)
     if kind == "batch":
-        return nn.BatchNorm2d(channels, track_running_stats=False)
+        return nn.BatchNorm2d(channels)
     raise ValueError(f"model.norm must be 'group' or 'batch', got {kind!r}")
 
 
@@ -58,7 +56,7 @@ class ResNet8(nn.Module):
     Args:
         in_channels, num_classes: data properties (filled in from the datamodule).
         widths: channels of the three stages.
-        norm: ``group`` | ``batch`` (without running statistics).
+        norm: ``group`` | ``batch`` (with running statistics).
         groups: GroupNorm groups (capped at the channel count).
         image_size: accepted (the datamodule passes it) and unused: global pooling takes any size.
     """
