@@ -260,3 +260,57 @@ def test_an_epic_segment_past_its_video_end_is_skipped_alone_by_narration_id(tmp
     assert len(batch["corrupt"]) == 1 and batch["corrupt"][0].startswith(past)
     same_video = {r["narration_id"] for r in video_rows[1:]}
     assert same_video <= set(batch["clip_id"]), "the other segments of that video still load"
+
+
+# ------------------------------------------------------------------ item 4: no silent success
+def test_a_run_where_every_video_is_corrupt_fails_instead_of_exiting_0(make_cfg, tmp_path, data_dir):
+    from runner.data.video.synthetic import ProceduralVideoTwin
+    from runner.train import run
+
+    twin = ProceduralVideoTwin(layout="hmdb51", num_classes=3, clips_per_class=3, num_frames=8, size=32)
+    root = tmp_path / "hmdb"
+    shutil.copytree(twin.ensure(str(data_dir / "hmdb_corrupt_twin")), root)
+    for video in root.glob("videos/*/*.avi"):
+        video.write_bytes(b"not a video")
+    cfg = make_cfg(
+        "experiment=video_supervised_hmdb",
+        f"dataset.root={root}",
+        "dataset.num_workers=0",
+        "dataset.batch_size=4",
+        "trainer.max_epochs=1",
+        "logger=csv",
+    )
+    with pytest.raises(UserError, match="no training batch was produced"):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_missing_listed_videos_reach_metrics_json(make_cfg, tmp_path, data_dir):
+    from runner.data.video.synthetic import ProceduralVideoTwin
+    from runner.train import run
+
+    twin = ProceduralVideoTwin(layout="hmdb51", num_classes=3, clips_per_class=4, num_frames=8, size=32)
+    root = tmp_path / "hmdb"
+    shutil.copytree(twin.ensure(str(data_dir / "hmdb_missing_twin")), root)
+    removed = sorted(root.glob("videos/*/*clip000.avi"))
+    for video in removed:
+        video.unlink()
+    cfg = make_cfg(
+        "experiment=video_supervised_hmdb",
+        f"dataset.root={root}",
+        "dataset.num_workers=0",
+        "dataset.batch_size=4",
+        "dataset.crop_size=32",
+        "dataset.short_side=32",
+        "dataset.num_frames=4",
+        "model=x3d_xs",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_test_batches=1",
+        "trainer.limit_val_batches=1",
+        "logger=csv",
+    )
+    run(cfg)
+    payload = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    entry = next(e for e in payload["skipped"] if "missing" in e["reason"])
+    assert entry["count"] == len(removed)

@@ -255,6 +255,8 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "std": "number > 0",
         "expected.*": "int >= 0",
         "expected_tolerance": "number >= 0",
+        "rating_threshold": "number",
+        "reader.positive_class": "int >= 0",
         "item_k_core": "int >= 0",
         "user_k_core": "int >= 0",
         "partition.alpha": "number > 0",
@@ -520,7 +522,7 @@ def validate_config(cfg: DictConfig) -> None:
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
             continue
         value = OmegaConf.select(cfg, key)
-        if not rule.check(value):
+        if value is not None and not rule.check(value):  # null = unset (the group's default applies)
             raise invalid_value(key, value, rule.allowed)
     for group in NAME_RULE_GROUPS:
         node = cfg.get(group)
