@@ -67,3 +67,17 @@ def test_report_figure_has_no_empty_panel_and_writes_the_test_values():
     (legend,) = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == ["lr=0.1", "lr=0.2"]
     assert curves_figure({"val/acc": {"lr=0.1": {}}}, {}) is None
+
+
+def test_overrides_every_job_shares_are_named_once_not_in_each_group(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_job(
+        sweep, 0, ["experiment=x", "lr=0.1", "seed=0"], {"test/acc": 0.5}, curves=[(0.2, 2.0), (0.4, 1.0)]
+    )
+    make_job(
+        sweep, 1, ["experiment=x", "lr=0.2", "seed=0"], {"test/acc": 0.7}, curves=[(0.3, 1.9), (0.6, 0.8)]
+    )
+    markdown = build_report(sweep)
+    assert "Every job: `experiment=x`" in markdown
+    rows = [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| lr=")]
+    assert rows == ["lr=0.1", "lr=0.2"]

@@ -53,12 +53,28 @@ def load_jobs(sweep_dir: Path) -> list[dict]:
             {
                 "dir": job_dir,
                 "group": " ".join(group) or "(no overrides)",
+                "overrides": group,
                 "seed": payload.get("seed"),
                 "metrics": {k: v for k, v in payload.get("metrics", {}).items() if v is not None},
                 "curves": job_dir,
             }
         )
     return jobs
+
+
+def factor_out_common_overrides(jobs: list[dict]) -> list[str]:
+    """Overrides every job shares (the sweep's fixed settings) are taken out of the group names, which
+    keep only what differs between groups (the table's rows and the figure's legend stay readable);
+    returns the shared ones, in command-line order."""
+    if len(jobs) < 2:
+        return []
+    shared = set(jobs[0].get("overrides", ()))
+    for job in jobs[1:]:
+        shared &= set(job.get("overrides", ()))
+    for job in jobs:
+        if "overrides" in job:
+            job["group"] = " ".join(o for o in job["overrides"] if o not in shared) or "(all jobs)"
+    return [o for o in jobs[0].get("overrides", ()) if o in shared]
 
 
 def mean_std(values: list[float]) -> str:
@@ -309,7 +325,11 @@ def build_report(sweep_dir: Path) -> str:
     unfinished = unfinished_jobs(sweep_dir)
     if not jobs and not failures and not unfinished:
         raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
-    parts = [f"# Sweep report: {sweep_dir}", "", summary_table(jobs) if jobs else "(no finished job)"]
+    common = factor_out_common_overrides(jobs)
+    parts = [f"# Sweep report: {sweep_dir}", ""]
+    if common:
+        parts += [f"Every job: `{' '.join(common)}`", ""]
+    parts += [summary_table(jobs) if jobs else "(no finished job)"]
     if failures:
         parts += [
             "",

@@ -245,7 +245,7 @@ def log_confusion_matrix(
     log_table(target, key, ["true", "predicted", "count"], rows)
     _, _, is_zero = _destination(target)
     if is_zero:
-        figure = confusion_matrix_figure(counts, names, title=key)
+        figure = confusion_matrix_figure(counts, names, title=key.replace("/", " ").replace("_", " "))
         log_image(target, key, figure)
         _close(figure)
 
