@@ -162,3 +162,31 @@ def test_joblib_launcher_runs_trials_in_parallel_with_one_torch_thread_each(tmp_
         metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
         assert metrics["torch_threads"] == 1
         assert metrics["objective"]["value"] is not None
+
+
+@pytest.mark.slow
+def test_a_failed_job_under_the_joblib_launcher_still_fails_the_sweep(tmp_path, data_dir):
+    """Jobs of a parallel launcher run in other processes; their failures still reach the exit code."""
+    env = {**os.environ, "RUNNER_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    args = [
+        "experiment=video_supervised_hmdb_twin",
+        "debug=fdr",
+        "method.optimizer.lr=0.05,-1",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY_TWIN,
+        *TINY_MODEL,
+        f"paths.data_dir={data_dir}",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "-m", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "1 of 2 job(s) failed" in output

@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner.errors import UserError
-from runner.hydra_callbacks import FAILURE_FILE
+from runner.hydra_callbacks import FAILURE_FILE, SWEEP_FAILURES
 from runner.overrides import with_data_choice
 
 log = logging.getLogger("runner")
@@ -180,7 +180,7 @@ def main() -> None:
             raise
         _fail(str(err))
     _hydra_main()
-    if FAILED_JOBS:
+    if FAILED_JOBS or SWEEP_FAILURES:  # SWEEP_FAILURES: also jobs a parallel launcher ran elsewhere
         raise SystemExit(1)
 
 

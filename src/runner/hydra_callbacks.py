@@ -9,6 +9,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 FAILURE_FILE = "FAILED.txt"
+# failed jobs of the sweeps that ended in this process, as found on disk: jobs that ran in other
+# processes (hydra/launcher=joblib) record their failure only in their folder
+SWEEP_FAILURES: list[str] = []
 
 
 def failed_jobs(sweep_dir: str | Path) -> list[tuple[str, str]]:
@@ -33,6 +36,7 @@ class SweepSummary(Callback):
             else []
         )
         failures = failed_jobs(sweep_dir)
+        SWEEP_FAILURES.extend(str(sweep_dir / name) for name, _ in failures)
         console = Console(stderr=True)
         if failures:
             console.print(
