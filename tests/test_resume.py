@@ -142,7 +142,15 @@ def test_video_resume_is_exact_with_the_default_loaders(make_cfg, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["federated", "recsys"])
+@pytest.mark.parametrize(
+    "family",
+    [
+        "federated",
+        # measured: the recsys module's per-epoch state (its shuffled order / negative sampler) is not in
+        # the checkpoint yet, so 1 + resume differs from 2 straight; strict so the fix flips it
+        pytest.param("recsys", marks=pytest.mark.xfail(strict=True, reason="recsys resume not yet exact")),
+    ],
+)
 def test_resume_is_exact_for_every_family(make_cfg, tmp_path, family):
     straight_vs_resumed(make_cfg, tmp_path, FAMILIES[family], epochs=2)
 
