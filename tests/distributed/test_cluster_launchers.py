@@ -71,3 +71,34 @@ def test_submitit_local_sweep_is_read_by_the_report(tmp_path, data_dir):
     table = (sweep / "report.md").read_text()
     assert "test/acc" in table
     assert "| 0,1 |" in table  # one group (the overrides other than seed), both seeds
+
+
+@pytest.mark.slow
+def test_ray_launcher_sweep_is_read_by_the_report(tmp_path, data_dir):
+    """hydra-ray-launcher (a local Ray instance): 2 smoke jobs. It runs here with cloudpickle 3
+    although it pins cloudpickle<3 (see README "Beyond one machine")."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        [
+            "-m",
+            "hydra/launcher=ray_cluster",
+            "torch_threads=1",
+            "experiment=fedavg_mnist",
+            "debug=fdr",
+            "seed=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        data_dir=data_dir,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Ray" in result.stdout + result.stderr
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["seed"] == int(job)
+    report = subprocess.run(
+        [sys.executable, "-m", "runner.report", str(sweep)], capture_output=True, text=True, timeout=300
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "| 0,1 |" in (sweep / "report.md").read_text()

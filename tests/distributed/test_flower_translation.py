@@ -41,6 +41,8 @@ PARAMS = [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for 
 
 
 def drive(module, rounds: int) -> None:
+    if getattr(module.strategy, "class_names", False) is None:  # FedSM reads them from a Trainer's datamodule
+        module.strategy.class_names = list(module.datamodule_replica.splits.class_names)
     optimizer = module.strategy.configure_server_optimizer(module.net.parameters())
     for r in range(rounds):
         module.step_round(r, optimizer)

@@ -119,7 +119,11 @@ def test_torchrun_two_nodes_matches_ddp_sim(kind, tmp_path, data_dir):
 
     reference = tmp_path / "ddp_sim"
     reference.mkdir()
-    result = run_cli([*overrides, "trainer=ddp_sim"], cwd=reference, data_dir=data_dir, timeout=1500)
+    # fit only: under ddp_spawn, Lightning's CSV logger in the test workers cannot extend the
+    # metrics.csv the fit workers wrote (a Lightning limitation); the weights are fit's
+    result = run_cli(
+        [*overrides, "trainer=ddp_sim", "test=false"], cwd=reference, data_dir=data_dir, timeout=1500
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (expected,) = reference.glob("logs/*/runs/*/checkpoints/last.ckpt")
     ours, theirs = net_weights(run_dir / "checkpoints" / "last.ckpt"), net_weights(expected)
