@@ -63,7 +63,7 @@ PHRASES: dict[str, tuple[tuple[str, ...], ...]] = {
     "fear": (
         ("say they are scared", "show nervousness about what comes next", "express panic and worry"),
         ("shaky and dark", "tense and shadowy", "pale and jittery"),
-        ("trembling", "pale with fright", "with sweat running down"),
+        ("shaking all over", "pale with fright", "with sweat running down"),
         ("hiding behind its hands", "backing away slowly", "cowering under a blanket"),
         ("EEK", "HELP", "YIKES"),
     ),

@@ -114,9 +114,11 @@ class FrozenTextEncoder:
         """``[len(texts), dim]`` float32 features on the CPU."""
         if self._model is None:
             self._load()
+        # batches of similar length (less padding), results put back in the input order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = []
         for start in range(0, len(texts), self.batch_size):
-            chunk = [t if t else "" for t in texts[start : start + self.batch_size]]
+            chunk = [texts[i] or "" for i in order[start : start + self.batch_size]]
             batch = self._tokenizer(
                 chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             ).to(self.device)
@@ -124,7 +126,11 @@ class FrozenTextEncoder:
             states = torch.stack(hidden[-self.layers :]).mean(0)
             mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
             out.append(((states * mask).sum(1) / mask.sum(1).clamp_min(1.0)).float().cpu())
-        return torch.cat(out) if out else torch.empty(0, self.dim)
+        if not out:
+            return torch.empty(0, self.dim)
+        feats = torch.empty(len(texts), self.dim)
+        feats[torch.tensor(order)] = torch.cat(out)
+        return feats
 
 
 def entry_key(file_key: str, view: str, text: str) -> str:
@@ -184,10 +190,14 @@ class TextFeatureCache:
         self.last_encoded = len(missing)
         if missing:
             started = time.perf_counter()
-            new = self.encoder.encode(list(missing.values())).to(torch.float16)
+            unique = list(dict.fromkeys(missing.values()))  # identical texts are encoded once
+            encoded = self.encoder.encode(unique).to(torch.float16)
+            position = {text: i for i, text in enumerate(unique)}
+            new = encoded[[position[text] for text in missing.values()]]
             log.info(
-                "encoded %d texts with %s in %.1fs (cache %s)",
+                "encoded %d texts (%d distinct) with %s in %.1fs (cache %s)",
                 len(missing),
+                len(unique),
                 Path(self.encoder.model_dir).name,
                 time.perf_counter() - started,
                 self.dir,

@@ -30,7 +30,10 @@ import csv
 import io
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from runner.data.images.common import CachedTwin
 from runner.data.stickers.render import (
@@ -44,6 +47,21 @@ from runner.data.stickers.render import (
 
 SER30K_TWIN_CLASSES = ("happiness", "neutral", "sadness", "anger", "surprise", "fear", "disgust")
 SER30K_TWIN_PRIORS = (0.30, 0.20, 0.14, 0.12, 0.10, 0.08, 0.06)
+
+
+@dataclass
+class Sticker:
+    """One generated sticker: its label, the emotion its face shows, the emotion each view is
+    phrased for, the image, the caption word (or None) and the four view descriptions."""
+
+    index: int
+    topic: str
+    label: int
+    face: int
+    view_labels: tuple[int, int, int, int]
+    image: Image.Image
+    caption: str | None
+    views: tuple[str, str, str, str]
 
 
 class _StickerGenerator:
@@ -77,7 +95,7 @@ class _StickerGenerator:
         return y if rng.random() < p else rng.randrange(len(self.class_names))
 
     def stickers(self):
-        """Yield ``(index, topic, species, colour, label, image, caption, views)``."""
+        """Yield one :class:`Sticker` per image, in index order (seeded)."""
         rng = random.Random(self.seed)
         colours = list(COLOURS)
         topics = [(f"{t:03d}-{rng.choice(colours)}-{rng.choice(SPECIES)}") for t in range(self.num_topics)]
@@ -85,14 +103,16 @@ class _StickerGenerator:
             topic = topics[i % self.num_topics]
             _, colour, species = topic.split("-", 2)
             y = rng.choices(range(len(self.class_names)), weights=self.priors)[0]
-            face = self.class_names[self._noisy(rng, y, self.p_image)]
+            face = self._noisy(rng, y, self.p_image)
             caption = None
             if rng.random() < self.caption_prob:
                 caption = caption_word(rng, self.class_names[self._noisy(rng, y, self.p_image)])
-            image = render_sticker(rng, self.image_size, species, COLOURS[colour], face, caption)
-            view_emotions = tuple(self.class_names[self._noisy(rng, y, self.p_view)] for _ in range(4))
-            views = view_descriptions(rng, view_emotions, species, colour)
-            yield i, topic, species, colour, y, image, caption, views
+            image = render_sticker(
+                rng, self.image_size, species, COLOURS[colour], self.class_names[face], caption
+            )
+            view_labels = tuple(self._noisy(rng, y, self.p_view) for _ in range(4))
+            views = view_descriptions(rng, tuple(self.class_names[v] for v in view_labels), species, colour)
+            yield Sticker(i, topic, y, face, view_labels, image, caption, views)
 
     def split_of(self, n: int) -> list[str]:
         """A seeded 70/10/20 assignment of ``n`` stickers to train / val / test."""
@@ -138,7 +158,7 @@ class _TwinBase(CachedTwin):
 class SER30KTwin(_TwinBase):
     """The SER30K-layout sticker twin (module docstring)."""
 
-    RECIPE_VERSION = 1
+    RECIPE_VERSION = 2
 
     def write(self, out: str) -> None:
         root = Path(out)
@@ -147,11 +167,12 @@ class SER30KTwin(_TwinBase):
         described: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
         split = gen.split_of(gen.num_images)
         annotator = random.Random(gen.seed + 2)
-        for i, topic, _, _, y, image, caption, views in gen.stickers():
+        for st in gen.stickers():
+            i, topic, y, caption = st.index, st.topic, st.label, st.caption
             folder = root / "Images" / topic
             folder.mkdir(parents=True, exist_ok=True)
             name = f"sticker_{i:05d}.png"
-            image.save(folder / name)
+            st.image.save(folder / name)
             annos = [
                 y + 1 if annotator.random() < 0.8 else annotator.randrange(len(gen.class_names)) + 1
                 for _ in range(3)
@@ -166,7 +187,7 @@ class SER30KTwin(_TwinBase):
                 "anno": y + 1,
             }
             entries[split[i]].append(entry)
-            described[split[i]].append({**entry, "text": " ".join(views)})
+            described[split[i]].append({**entry, "text": " ".join(st.views)})
         for folder, payload in (("Annotations", entries), ("Annotations_mg", described)):
             (root / folder / "image-level").mkdir(parents=True, exist_ok=True)
             for name, items in payload.items():
@@ -178,7 +199,7 @@ class SER30KTwin(_TwinBase):
 class MetMemeTwin(_TwinBase):
     """The MET-MEME-layout twin (module docstring): one language's files."""
 
-    RECIPE_VERSION = 1
+    RECIPE_VERSION = 2
 
     def __init__(self, language: str = "E", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -194,12 +215,14 @@ class MetMemeTwin(_TwinBase):
         text_writer, label_writer = csv.writer(texts), csv.writer(labels)
         text_writer.writerow(["file_name", "text"])
         label_writer.writerow(["file_name", "sentiment category", "sentiment degree", "intention detection"])
-        for i, _, _, _, y, image, caption, views in gen.stickers():
-            name = f"image_ ({i}).jpg"
-            image.save(images / name, quality=92)
-            text_writer.writerow([name, caption or ""])
-            label_writer.writerow([name, f"{y + 1}({gen.class_names[y]})", "1(slightly)", "2(expressive)"])
-            views_json[name] = " ".join(views)
+        for st in gen.stickers():
+            name = f"image_ ({st.index}).jpg"
+            st.image.save(images / name, quality=92)
+            text_writer.writerow([name, st.caption or ""])
+            label_writer.writerow(
+                [name, f"{st.label + 1}({gen.class_names[st.label]})", "1(slightly)", "2(expressive)"]
+            )
+            views_json[name] = " ".join(st.views)
         (root / f"{lang}_text.csv").write_bytes(texts.getvalue().encode("gbk"))
         (root / f"label_{lang}.csv").write_bytes(labels.getvalue().encode("gbk"))
         (root / f"views_{lang}.json").write_text(json.dumps(views_json, ensure_ascii=False))
