@@ -318,9 +318,21 @@ def unfinished_jobs(sweep_dir: Path) -> list[str]:
     ]
 
 
-def build_report(sweep_dir: Path) -> str:
-    """Write report.md (+ report.png when curves were logged) into ``sweep_dir``; return the markdown."""
+def select_metrics(jobs: list[dict], patterns: list[str] | None) -> None:
+    """Keep only the final metrics whose names match one of the glob ``patterns`` (all when None)."""
+    if not patterns:
+        return
+    from fnmatch import fnmatchcase
+
+    for job in jobs:
+        job["metrics"] = {k: v for k, v in job["metrics"].items() if any(fnmatchcase(k, p) for p in patterns)}
+
+
+def build_report(sweep_dir: Path, metrics: list[str] | None = None) -> str:
+    """Write report.md (+ report.png when curves were logged) into ``sweep_dir``; return the markdown.
+    ``metrics``: glob patterns of the final metrics to tabulate (default: every evaluation metric)."""
     jobs = load_jobs(sweep_dir)
+    select_metrics(jobs, metrics)
     failures = failed_jobs(sweep_dir)
     unfinished = unfinished_jobs(sweep_dir)
     if not jobs and not failures and not unfinished:
@@ -358,6 +370,12 @@ def build_report(sweep_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder (logs/<task>/multiruns/<time>)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=None,
+        help="glob patterns of the final metrics to report (e.g. 'test/acc' 'test/macro_f1'); default: all",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(
@@ -366,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        markdown = build_report(args.sweep_dir)
+        markdown = build_report(args.sweep_dir, args.metrics)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
