@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.methods.recsys.losses import bpr_loss, emb_loss, info_nce
 from runner.models.recsys import (
     BPRMF,
     NCL,
@@ -23,6 +22,7 @@ from runner.models.recsys import (
     normalized_adjacency,
 )
 from runner.models.recsys.base import symmetric_spmm
+from runner.models.recsys.losses import bpr_loss, emb_loss, info_nce
 
 
 def cos(a, b):

@@ -19,7 +19,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import dropout_edge, to_torch_csr_tensor
 
 from runner.errors import invalid_value
-from runner.methods.recsys.losses import bpr_loss, emb_loss
+from runner.models.recsys.losses import bpr_loss, emb_loss
 
 __all__ = [
     "PROPAGATIONS",

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from runner.errors import invalid_value
-from runner.methods.recsys.losses import info_nce
 from runner.models.recsys.base import GraphRecommender, edge_dropout_adjacency
+from runner.models.recsys.losses import info_nce
 
 __all__ = ["LightGCN", "SGL", "SimGCL", "XSimGCL", "NCL", "kmeans", "first_occurrence", "distinct_info_nce"]
 

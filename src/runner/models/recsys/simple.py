@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runner.methods.recsys.losses import bpr_loss, emb_loss
 from runner.models.recsys.base import Recommender
+from runner.models.recsys.losses import bpr_loss, emb_loss
 
 __all__ = ["MostPop", "BPRMF"]
 

@@ -1,5 +1,8 @@
 """Losses of the graph recommenders (RecBole / RecBole-GNN conventions, NLGCL card "Method").
 
+The models compute their own losses with them, so they live with the models (a lower layer than
+``runner.methods``, which re-exports them from ``runner.methods.recsys``).
+
 * :func:`bpr_loss` -- RecBole ``BPRLoss``: ``mean(-log sigmoid(s_pos - s_neg))`` (computed with
   ``logsigmoid`` instead of RecBole's ``log(1e-10 + sigmoid)``; equal up to that epsilon).
 * :func:`emb_loss` -- RecBole ``EmbLoss``: ``sum_k ||E_k||_F / B`` (``require_pow=False``) or
