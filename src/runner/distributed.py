@@ -41,7 +41,6 @@ _ENV_NAMES = (
     "NODE_RANK",
     "MASTER_ADDR",
     "MASTER_PORT",
-    "PL_GLOBAL_SEED",
 )
 WAIT_TIMEOUT_ENV = "RUNNER_NESTED_WAIT_S"  # how long other ranks wait for rank 0 (default 24 h)
 

@@ -169,7 +169,8 @@ def ensure_trained(
         if train:
             log.info("%s: no checkpoint yet, training it with the supervised recipe (%s)", name, path)
             started = time.time()
-            net = build()
+            with isolated_rng(int(recipe.get("seed", 0))):  # its init draws no number from the run's stream
+                net = build()
             acc = train_supervised(
                 net,
                 datamodule,
