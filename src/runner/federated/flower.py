@@ -18,9 +18,11 @@ rerouted:
   statistics, momentum — the strategy's :class:`~runner.federated.client_state.ClientState` rows),
   replays the round plan (a function of seed and round only), draws the round's minibatches, builds
   the strategy's local task (``configure_local``: objective, context, optimizer step and its state),
-  trains *its own clients only*, runs ``client_messages`` (which updates their state) and stores the
-  state back in ``Context.state``. The reply carries the engine's ``LocalResult`` rows of its clients
-  except the optimizer state (``pseudo_grads``, ``final``, ``first_loss``, ``buffers``).
+  trains *its own clients only*, and runs the rest of the engine's round except the aggregation
+  (``client_messages`` and ``aggregate_buffers`` update its clients' state: momentum, personal
+  parameters, masks, personal BatchNorm statistics), then stores the state back in ``Context.state``.
+  The reply carries the engine's ``LocalResult`` rows of its clients except the optimizer state
+  (``pseudo_grads``, ``final``, ``first_loss``, ``buffers``).
 
 Because both halves use the same seeded plan and the same code on the same data, the final weights
 equal the in-process run's (``tests/distributed/test_flower.py`` checks FedAvg and Byrd-NAFL + median).
