@@ -8,13 +8,14 @@ itself on the ``expert_condition`` queries only, without distillation, on the ru
 nested Trainer seeded with ``expert_training.seed`` (the outer RNG state is restored afterwards). The
 weights go to ``<cache_dir>/<hash>.pt``; the hash covers the architecture, the recipe, the data's
 identity (root, twin recipe hash, training chunks) and the debug mode, so a smoke run never writes
-an expert a real run would reuse. The nested training follows the run's debug mode: under
+an expert a real run would reuse; a file lock makes parallel sweep jobs train it once. The nested training follows the run's debug mode: under
 ``debug=fdr`` (``fast_dev_run``) it runs one batch; ``limit_train_batches`` carries over too.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import logging
 import time
@@ -152,6 +153,18 @@ def load_or_train_expert(
         }
     )[:24]
     cache = Path(str(training.get("cache_dir", "ovg_hq_experts"))) / f"{key}.pt"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    # one process trains, the others (parallel sweep jobs) wait for its file
+    with open(cache.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _load_or_train(expert, cache, key, recipe, debug, module, datamodule)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return expert, {"path": str(cache), "sha256": sha256_file(cache), "trained_here": True, "debug": debug}
+
+
+def _load_or_train(expert, cache: Path, key: str, recipe, debug, module, datamodule) -> None:
     if cache.is_file():
         log.info("segment+text expert: using cached %s", cache)
         expert.load_state_dict(_load_state(cache))
@@ -165,7 +178,5 @@ def load_or_train_expert(
         started = time.time()
         train_expert(expert, module, datamodule, recipe, debug)
         meta = {"train_seconds": round(time.time() - started, 1), "key": key, "debug": debug}
-        cache.parent.mkdir(parents=True, exist_ok=True)
         AtomicCheckpointIO().save_checkpoint({"state_dict": expert.state_dict(), "meta": meta}, cache)
         log.info("segment+text expert: trained in %.0fs", meta["train_seconds"])
-    return expert, {"path": str(cache), "sha256": sha256_file(cache), "trained_here": True, "debug": debug}
