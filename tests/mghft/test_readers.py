@@ -162,3 +162,14 @@ def test_unreadable_images_are_skipped_and_named(tmp_path):
     assert sorted(batch["corrupt"]) == sorted([records[1].path, records[2].path])
     empty = collate_stickers([dataset[1]])
     assert empty["label"].numel() == 0 and empty["corrupt"] == [records[1].path]
+
+
+def test_train_transform_survives_randaugment_at_full_posterize():
+    from runner.data.stickers.datamodule import _posterize
+
+    transform = build_transform(True, 32)
+    ops = [op for step in transform.transforms for op in getattr(step, "ops", [])]
+    assert any(op.aug_fn is _posterize for op in ops)
+    image = Image.new("RGB", (40, 40), (100, 150, 200))
+    assert _posterize(image, 0).getextrema() == ((0, 0), (0, 0), (0, 0))
+    assert transform(image).shape == (3, 32, 32)

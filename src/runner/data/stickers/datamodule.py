@@ -53,17 +53,19 @@ def build_transform(
     from timm.data import create_transform
 
     if train:
-        return create_transform(
-            crop_size,
-            is_training=True,
-            scale=tuple(scale),
-            hflip=hflip,
-            color_jitter=color_jitter,
-            auto_augment=auto_augment or None,
-            interpolation="bicubic",
-            re_prob=re_prob,
-            mean=tuple(mean),
-            std=tuple(std),
+        return _pillow_safe_posterize(
+            create_transform(
+                crop_size,
+                is_training=True,
+                scale=tuple(scale),
+                hflip=hflip,
+                color_jitter=color_jitter,
+                auto_augment=auto_augment or None,
+                interpolation="bicubic",
+                re_prob=re_prob,
+                mean=tuple(mean),
+                std=tuple(std),
+            )
         )
     return create_transform(
         crop_size,
@@ -73,6 +75,29 @@ def build_transform(
         mean=tuple(mean),
         std=tuple(std),
     )
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize, with 0 bits giving the black image older Pillow returned (Pillow >= 11 raises)."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _pillow_safe_posterize(transform: Any) -> Any:
+    """RandAugment's increasing posterize asks for 0 bits at the top magnitude (``rand-m9-mstd0.5``
+    reaches it through the magnitude noise); route it through :func:`_posterize`."""
+    from timm.data import auto_augment
+
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []):
+            if getattr(op, "aug_fn", None) is auto_augment.posterize:
+                op.aug_fn = _posterize
+    return transform
 
 
 class StickerDataset(Dataset):
