@@ -2,8 +2,9 @@
 figures -- the same calls for CSV, TensorBoard and W&B.
 
 * :func:`logged_config`: the resolved config, flattened (``dataset.batch_size``), plus ``run.*`` keys:
-  experiment, overrides, seed, config hash and git commit. :func:`log_run_config` hands it to every
-  logger (W&B run config, TensorBoard hparams, CSV ``hparams.yaml``).
+  experiment, overrides, seed, config hash and git commit. The :class:`RunConfigLogger` callback hands
+  it to every logger at setup (W&B run config, TensorBoard hparams, CSV ``hparams.yaml``);
+  :func:`log_run_config` does the same for a list of loggers outside a Trainer.
 * :func:`wandb_run_fields`: W&B ``name`` (task, overrides, seed), ``group`` (the sweep) and
   ``job_type`` (the method, or the FL strategy) for fields the config leaves null.
 * :func:`log_table` / :func:`log_image`: a method logs a final table or a figure once; it is written
@@ -135,6 +136,22 @@ def log_run_config(loggers: Sequence[Any], cfg: DictConfig) -> None:
     flat = logged_config(cfg)
     for logger in loggers:
         logger.log_hyperparams(flat)
+
+
+class RunConfigLogger(L.Callback):
+    """Hands :func:`logged_config` (computed here, in the launching process) to every logger at
+    ``setup``, in the process that trains: under ``ddp_spawn`` that is a spawned rank, and a logger
+    touched in the launching process would carry a half-initialised writer into the spawned ones."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.params = logged_config(cfg)
+        self._logged = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self._logged:
+            for logger in trainer.loggers:
+                logger.log_hyperparams(self.params)
+            self._logged = True
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -31,7 +31,7 @@ from runner.data.skips import reset_skips, skipped
 from runner.errors import UserError
 from runner.nested import with_nested_debug_limits
 from runner.parallel import configure_torch_threads, trainer_adjustments
-from runner.tracking import log_run_config, wandb_run_fields
+from runner.tracking import RunConfigLogger, wandb_run_fields
 from runner.utils import (
     config_hash,
     print_and_save_config,
@@ -109,7 +109,6 @@ def build_loggers(cfg: DictConfig, wandb_run_id: str | None) -> list[Any]:
                 extra.update(id=wandb_run_id, resume="allow")
                 log.info("continuing W&B run %s", wandb_run_id)
         loggers.append(instantiate(spec, **extra))
-    log_run_config(loggers, cfg)  # the whole resolved config + experiment, overrides, seed, hash, commit
     return loggers
 
 
@@ -167,6 +166,7 @@ def run(cfg: DictConfig) -> float | None:
     ckpt_path = resolve_checkpoint(cfg)
     wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None
     callbacks = build_callbacks(cfg)
+    callbacks.append(RunConfigLogger(cfg))  # the whole config + experiment, overrides, seed, hash, commit
     presence = DataPresenceCounter()  # no silent success: a run with no training / test batch fails
     callbacks.append(presence)
     _name_divergence_keys(cfg, callbacks)
