@@ -340,6 +340,12 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "distill.terms.kd.fusion.tau": "number > 0",
         "distill.terms.rkd.*_factor": "number >= 0",
         "distill.terms.*.temperature": "number > 0",
+        # loss weights / exponents of the baselines' terms (DKD alpha, beta; DIST beta, gamma; OFA eps)
+        "distill.terms.dkd.alpha": "number >= 0",
+        "distill.terms.dkd.beta": "number >= 0",
+        "distill.terms.dist.beta": "number >= 0",
+        "distill.terms.dist.gamma": "number >= 0",
+        "distill.terms.ofa.eps": "number > 0",
         "distill.terms.*": COUNT,  # projector / bottleneck widths
         "*.scheduler.gamma": "(0, 1]",
         "*.scheduler.milestones": "int >= 0",
