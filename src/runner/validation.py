@@ -274,6 +274,13 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "twin.secondary_weight": "number >= 0",
         "twin.task_mix": "number >= 0",
         "twin.min_interactions": "int >= 0",
+        # QVHighlights-Unify twin (OVG-HQ): probabilities, noise scales, clip length
+        "twin.length_probs": FRACTION,
+        "twin.*_prob": FRACTION,
+        "twin.*_noise": "number >= 0",
+        "twin.style_strength": "number >= 0",
+        "twin.image_g_distortion": "number >= 0",
+        "twin.clip_seconds": "number > 0",
         "twin.*": COUNT,  # counts and sizes of the twins (clips, users, image size, fps, ...)
         "twin_geometry.*": COUNT,
         "views.*": COUNT,
@@ -285,6 +292,12 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "rounds_per_epoch": COUNT,
         "num_clients": COUNT,
         "vocab_size": "int >= 8",
+        # QVHighlights (OVG-HQ): clip length, causal window, anchor lengths (clips), label IoU
+        "clip_seconds": "number > 0",
+        "window": COUNT,
+        "anchors": COUNT,
+        "pos_iou": "(0, 1]",
+        "chunk_stride": COUNT,
     },
     "fl_strategy": {
         "aggregator": one_of(*AGGREGATOR_NAMES),
@@ -358,6 +371,12 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "topks": COUNT,
         "max_new_tokens": COUNT,
         "negative_redraws": "int >= 0",
+        # OVG-HQ: focal loss, emission threshold / NMS IoU, timeliness tolerances (s)
+        "loss.focal_alpha": FRACTION,
+        "loss.focal_gamma": "number >= 0",
+        "emission.threshold": FRACTION,
+        "emission.nms_iou": FRACTION,
+        "tolerances": "number > 0",
     },
     "model": {
         "alpha": "number >= 0",
@@ -370,6 +389,8 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "groups": COUNT,
         "kmeans_iterations": COUNT,
         "hyper_layers": COUNT,
+        "memory_blocks": "int >= 0",  # OVG-HQ Parametric Memory Blocks
+        "null_tokens": "int >= 0",  # OVG-HQ learned null query tokens
     },
 }
 
