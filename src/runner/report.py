@@ -328,15 +328,22 @@ def select_metrics(jobs: list[dict], patterns: list[str] | None) -> None:
         job["metrics"] = {k: v for k, v in job["metrics"].items() if any(fnmatchcase(k, p) for p in patterns)}
 
 
-def build_report(sweep_dir: Path, metrics: list[str] | None = None) -> str:
+def build_report(sweep_dir: Path, metrics: list[str] | None = None, out: Path | None = None) -> str:
     """Write report.md (+ report.png when curves were logged) into ``sweep_dir``; return the markdown.
-    ``metrics``: glob patterns of the final metrics to tabulate (default: every evaluation metric)."""
+    ``metrics``: glob patterns of the final metrics to tabulate (default: every evaluation metric).
+    A table sweep (``python -m runner -m table=<paper>``) gets its results table instead, claims first
+    (:mod:`runner.table_report`), also written to ``<out>/results.md`` when ``out`` is given."""
     jobs = load_jobs(sweep_dir)
     select_metrics(jobs, metrics)
     failures = failed_jobs(sweep_dir)
     unfinished = unfinished_jobs(sweep_dir)
     if not jobs and not failures and not unfinished:
         raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
+    from runner.table_report import build_table_report, load_table
+
+    table = load_table(sweep_dir)
+    if table is not None:
+        return build_table_report(sweep_dir, jobs, table, failures, unfinished, out)
     common = factor_out_common_overrides(jobs)
     parts = [f"# Sweep report: {sweep_dir}", ""]
     if common:
@@ -376,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="glob patterns of the final metrics to report (e.g. 'test/acc' 'test/macro_f1'); default: all",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="a table sweep's results.md + PNGs also go here (e.g. experiments/<paper>; its notes.md is appended)",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(
@@ -384,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        markdown = build_report(args.sweep_dir, args.metrics)
-    except FileNotFoundError as err:
+        markdown = build_report(args.sweep_dir, args.metrics, args.out)
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown)

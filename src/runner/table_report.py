@@ -1,0 +1,298 @@
+"""The results table of a table sweep (``python -m runner -m table=<paper>``), for :mod:`runner.report`.
+
+``python -m runner.report <sweep dir> [--out experiments/<paper>]`` finds the table in the sweep's
+``multirun.yaml`` (or a job's ``.hydra/config.yaml``) and writes ``report.md`` (and, with ``--out``,
+``<out>/results.md``) that opens with the paper's claims checked on the runs (:mod:`runner.claims`),
+then the trivial-baseline and ceiling checks, then one table per section (rows = arms, mean ± std over
+seeds of the table's metrics) with its figure ``results_<section>.png`` (curves + final test metrics),
+the failed / unfinished jobs, and last ``<out>/notes.md`` when there is one (protocol differences from
+the paper, what the runs show).
+
+With ``table.tune: {key: <grid key>, select: val/acc, mode: max}`` every arm is shown, and its claims
+checked, at its own best value of ``key`` in each cell, chosen on ``select`` (a validation metric,
+never test), e.g. the server step size of each Byrd-NAFL variant.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from runner.claims import DEFAULT_ALPHA, check_claim, claim_line, parse_claim, trivial_lines
+from runner.tables import sections as table_sections
+
+
+def load_table(sweep_dir: Path) -> dict | None:
+    """The ``table`` node of a table sweep (plain containers), or None for another sweep."""
+    candidates = [sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("*/.hydra/config.yaml"))[:1]]
+    for path in candidates:
+        if path.is_file():
+            node = OmegaConf.load(path).get("table")
+            if node is not None and node.get("sections"):
+                return OmegaConf.to_container(node, resolve=False)
+    return None
+
+
+def job_row(job: dict) -> tuple[str | None, str | None]:
+    """(section, arm) of a job from its overrides (``++table.section=...``, ``++table.arm=...``)."""
+    found = {}
+    for line in job.get("overrides", ()):
+        key, _, value = line.partition("=")
+        found[key.lstrip("+~")] = value
+    return found.get("table.section"), found.get("table.arm")
+
+
+def job_cell(job: dict, grid_keys: list[str]) -> tuple[tuple[str, str], ...]:
+    values = {}
+    for line in job.get("overrides", ()):
+        key, _, value = line.partition("=")
+        values[key.lstrip("+~")] = value
+    return tuple((k, values.get(k, "?")) for k in grid_keys)
+
+
+def cell_name(cell: tuple[tuple[str, str], ...]) -> str:
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell)
+
+
+def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, list[dict]]]]:
+    """``{section: {cell: {arm: [jobs]}}}`` in the table's order; with ``table.tune`` each arm keeps
+    only the jobs at its best value (``job["tuned"]`` records it)."""
+    spec = table_sections(table)
+    tune = table.get("tune") or {}
+    tuned_key = tune.get("key")
+    out: dict[str, dict[tuple, dict[str, list[dict]]]] = {}
+    for section, section_spec in spec.items():
+        grid_keys = list(section_spec["grid"])
+        cell_keys = [k for k in grid_keys if k != tuned_key]
+        cells: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for job in jobs:
+            job_section, arm = job_row(job)
+            if job_section != section or arm not in section_spec["arms"]:
+                continue
+            cells[job_cell(job, cell_keys)][arm].append(job)
+        if tuned_key:
+            for arms in cells.values():
+                for arm, members in list(arms.items()):
+                    arms[arm] = pick_best(members, tuned_key, tune)
+        order = {arm: i for i, arm in enumerate(section_spec["arms"])}
+        out[section] = {
+            cell: dict(sorted(arms.items(), key=lambda kv: order[kv[0]])) for cell, arms in cells.items()
+        }
+    return out
+
+
+def pick_best(members: list[dict], key: str, tune: dict) -> list[dict]:
+    """The jobs at the value of ``key`` whose mean ``tune.select`` is best (``tune.mode``: max | min)."""
+    select = str(tune.get("select", "val/acc"))
+    if select.startswith("test/"):
+        raise ValueError(f"table.tune.select={select}: choose on a validation metric, never on test")
+    by_value: dict[str, list[dict]] = defaultdict(list)
+    for job in members:
+        by_value[dict(job_cell(job, [key]))[key]].append(job)
+    scores = {
+        value: statistics.fmean(finite)
+        for value, group in by_value.items()
+        if (
+            finite := [
+                j["metrics"][select] for j in group if math.isfinite(j["metrics"].get(select, math.nan))
+            ]
+        )
+    }
+    if not scores:
+        return []
+    pick = max if str(tune.get("mode", "max")) == "max" else min
+    best = pick(scores, key=scores.__getitem__)
+    for job in by_value[best]:
+        job["tuned"] = f"{key.rsplit('.', 1)[-1]}={best}"
+    return by_value[best]
+
+
+def finals_of(arms: dict[str, list[dict]]):
+    def finals(arm: str, metric: str) -> list[float]:
+        return [
+            j["metrics"][metric]
+            for j in arms.get(arm, [])
+            if isinstance(j["metrics"].get(metric), int | float) and math.isfinite(j["metrics"][metric])
+        ]
+
+    return finals
+
+
+def curves_of(arms: dict[str, list[dict]]):
+    from runner.report import read_curves
+
+    cache: dict[Path, dict] = {}
+
+    def curves(arm: str, metric: str) -> list[dict[int, float]]:
+        out = []
+        for job in arms.get(arm, []):
+            if job["dir"] not in cache:
+                cache[job["dir"]] = read_curves(job["dir"])
+            out.append(cache[job["dir"]].get(metric, {}))
+        return out
+
+    return curves
+
+
+def claims_section(table: dict, organised: dict) -> list[str]:
+    alpha = float(table.get("alpha", DEFAULT_ALPHA))
+    claims = [parse_claim(c) for c in table.get("claims") or []]
+    lines = [
+        "## Claims",
+        "",
+        f"Each claim on the seeds' values: **holds** = the difference is in the claimed direction and Welch's "
+        f"two-sided t-test (unequal variances) gives p < {alpha:g}; **does not hold** = significant in the "
+        f"other direction; **not separable** = p ≥ {alpha:g} (within the seeds' noise) or fewer than 2 seeds.",
+        "",
+    ]
+    multi = len(organised) > 1
+    for claim in claims:
+        for section, cells in organised.items():
+            if claim.sections and section not in claim.sections:
+                continue
+            for cell, arms in cells.items():
+                if claim.left not in arms and claim.right not in arms:
+                    continue
+                where = " ".join(filter(None, [section if multi else "", cell_name(cell)]))
+                verdict = check_claim(claim, finals_of(arms), curves_of(arms), arms=list(arms), alpha=alpha)
+                lines.append(claim_line(claim, verdict, where))
+    if not claims:
+        lines.append("(the table states no claims)")
+    spec = table_sections(table)
+    if any(spec[section]["trivial"] for section in organised):
+        lines += ["", "## Trivial baseline and ceiling", ""]
+        for section, cells in organised.items():
+            for cell, arms in cells.items():
+                where = " ".join(filter(None, [section if multi else "", cell_name(cell)]))
+                lines += trivial_lines(spec[section]["trivial"], finals_of(arms), list(arms), alpha, where)
+    return lines
+
+
+def metric_columns(section_spec: dict, members: list[dict]) -> list[str]:
+    names = {n for job in members for n in job["metrics"] if not n.endswith("_step")}
+    wanted = section_spec.get("metrics") or []
+    if wanted:
+        from fnmatch import fnmatchcase
+
+        return [n for pattern in wanted for n in sorted(names) if fnmatchcase(n, pattern)]
+    return sorted(n for n in names if n.startswith(("test/", "val/")))
+
+
+def section_table(section_spec: dict, cells: dict) -> list[str]:
+    from runner.report import mean_std
+
+    members = [j for arms in cells.values() for jobs in arms.values() for j in jobs]
+    columns = list(dict.fromkeys(metric_columns(section_spec, members)))
+    tuned = any("tuned" in j for j in members)
+    header = ["arm", *(["cell"] if any(cells) else []), *(["tuned"] if tuned else []), "seeds", *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell, arms in cells.items():
+        for arm, jobs in arms.items():
+            row = [section_spec["arms"][arm]["label"]]
+            if any(cells):
+                row.append(cell_name(cell))
+            if tuned:
+                row.append(next((j["tuned"] for j in jobs if "tuned" in j), "–"))
+            row.append(",".join(str(j["seed"]) for j in sorted(jobs, key=lambda j: j["seed"] or 0)))
+            for name in columns:
+                values = [
+                    j["metrics"][name]
+                    for j in jobs
+                    if isinstance(j["metrics"].get(name), int | float) and math.isfinite(j["metrics"][name])
+                ]
+                row.append(mean_std(values) if values else "–")
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def wall_minutes(sweep_dir: Path) -> tuple[float, float]:
+    """(wall minutes from the first job's start to the last metrics.json, sum of the jobs' own minutes)."""
+    starts = [p.stat().st_mtime for p in sweep_dir.glob("*/.hydra/config.yaml")]
+    ends = [p.stat().st_mtime for p in sweep_dir.glob("*/metrics.json")]
+    own = 0.0
+    for path in sweep_dir.glob("*/metrics.json"):
+        try:
+            own += float(yaml.safe_load(path.read_text()).get("wall_time_s", 0.0))
+        except (ValueError, AttributeError):
+            continue
+    wall = (max(ends) - min(starts)) / 60 if starts and ends else math.nan
+    return wall, own / 60
+
+
+def command_of(sweep_dir: Path) -> str:
+    path = sweep_dir / "multirun.yaml"
+    if path.is_file():
+        task = OmegaConf.load(path).hydra.overrides.get("task") or []
+        return "python -m runner -m " + " ".join(str(o) for o in task)
+    return "python -m runner -m table=..."
+
+
+def build_table_report(
+    sweep_dir: Path, jobs: list[dict], table: dict, failures, unfinished, out: Path | None
+):
+    """Write report.md (+ ``results_<section>.png``) into the sweep folder and, with ``out``, the same as
+    ``<out>/results.md`` (+ PNGs); return the markdown."""
+    from runner.report import plot_curves
+
+    spec = table_sections(table)
+    organised = organise(jobs, table)
+    wall, own = wall_minutes(sweep_dir)
+    launcher = {}
+    if (sweep_dir / "multirun.yaml").is_file():
+        launcher = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher) or {}
+    parallel = launcher.get("n_jobs")
+    parts = [
+        f"# {table.get('title') or table.get('name')}",
+        "",
+        f"Produced by `{command_of(sweep_dir)}` (every job runs `python -m runner`'s normal flow) and "
+        f"`python -m runner.report {sweep_dir}{f' --out {out}' if out else ''}`: {len(jobs)} finished job(s), "
+        f"{wall:.1f} min wall"
+        + (f" with {parallel} job(s) at a time" if parallel else "")
+        + f"; the jobs' own run times sum to {own:.1f} min. Values: mean ± std over seeds.",
+        "",
+        *claims_section(table, organised),
+    ]
+    figures: list[Path] = []
+    for section, cells in organised.items():
+        section_spec = spec[section]
+        parts += ["", f"## {section_spec['label']}", ""]
+        if section_spec["overrides"]:
+            parts += [f"Overrides: `{' '.join(section_spec['overrides'])}`", ""]
+        if not cells:
+            parts.append("(no finished job)")
+            continue
+        parts += section_table(section_spec, cells)
+        plotted = []
+        members = [j for arms in cells.values() for jobs in arms.values() for j in jobs]
+        shown = set(metric_columns(section_spec, members))
+        for cell, arms in cells.items():
+            for arm, members in arms.items():
+                for job in members:
+                    label = section_spec["arms"][arm]["label"]
+                    metrics = {k: v for k, v in job["metrics"].items() if k in shown}
+                    plotted.append({**job, "metrics": metrics, "group": f"{label} {cell_name(cell)}".strip()})
+        figure = sweep_dir / f"results_{section}.png"
+        if plotted and plot_curves(plotted, figure, title=section_spec["label"]):
+            figures.append(figure)
+            parts += ["", f"![{section_spec['label']}]({figure.name})"]
+    if failures:
+        parts += ["", f"Failed jobs ({len(failures)}):", *[f"- job {n}: {e}" for n, e in failures]]
+    if unfinished:
+        parts += ["", f"Jobs that did not finish ({len(unfinished)}):", *[f"- job {n}" for n in unfinished]]
+    notes = (out / "notes.md") if out else None
+    if notes is not None and notes.is_file():
+        parts += ["", notes.read_text().strip()]
+    markdown = "\n".join(parts) + "\n"
+    (sweep_dir / "report.md").write_text(markdown)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.md").write_text(markdown)
+        for figure in figures:
+            shutil.copyfile(figure, out / figure.name)
+    return markdown

@@ -1,0 +1,198 @@
+"""A paper's results table as a sweep: the jobs of ``conf/table/<paper>.yaml``.
+
+``python -m runner -m table=<paper>`` runs every job of the table through the normal flow
+(:func:`runner.train.run`: Trainer, callbacks, ``metrics.json``), in parallel with the joblib launcher
+on a CPU (one torch thread per job), and ``python -m runner.report <sweep dir> --out experiments/<paper>``
+writes its ``results.md`` + PNG (claims first, see :mod:`runner.claims`).
+
+A table config (``# @package _global_``) selects ``hydra/sweeper: runner_table`` and holds a ``table``
+node::
+
+    table:
+      name: dual_teacher           # the sweep folder: logs/tables/<name>/<time>
+      title: Dual-teacher KD on the HMDB51 twin
+      seeds: [0, 1, 2]
+      overrides: [...]              # every job (optional)
+      first: [kd_cnn, kd_vit]       # arms whose first-seed job runs before the rest (they train and cache
+                                    # something the other jobs share, e.g. a teacher)
+      metrics: [test/acc, train/acc]  # the table's columns (default: every test/ and val/ metric)
+      sections:                     # one block of results.md each (a dataset, an imbalance factor, ...)
+        hmdb:
+          overrides: [experiment=dual_teacher_hmdb_twin, ...]
+          grid: {fl_strategy.attack: [none, alie]}   # optional factors crossed with every arm (cells)
+          arms:                     # the table's rows: name -> overrides
+            dt_student_alone: [method=dt_student_alone]
+            dual_teacher: {overrides: [method=dual_teacher], label: "DT-KD (DATW + SDD + RKD)"}
+      claims: [...]                 # see runner.claims
+      trivial: {...}
+
+The jobs are every (section, grid cell, arm, seed), in that order, with the ``first`` jobs moved to
+the front. Each job's overrides: the table's, the section's, the grid cell's, the arm's, ``seed=<s>``,
+then ``++table.section=<section>`` and ``++table.arm=<arm>`` (how :mod:`runner.report` finds its row); the
+command line's own overrides come last and win over a table value of the same key (``seed=0`` or
+``seed=0,1`` replaces ``table.seeds``). ``table.select=[<section>|<section>/<arm>|<arm>, ...]`` runs a
+part of the table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import UserError
+from runner.overrides import with_data_choice
+
+ARM_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class TableJob:
+    """One job of a table: its row (section, arm), grid cell, seed and the overrides that make it."""
+
+    section: str
+    arm: str
+    seed: int
+    cell: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[str, ...] = field(default=(), compare=False)
+    index: int = field(default=0, compare=False)  # its place in the whole table: its job folder
+
+    def command_overrides(self) -> list[str]:
+        """The overrides the job is launched with (without the command line's own)."""
+        return [
+            *self.overrides,
+            f"seed={self.seed}",
+            f"++table.section={self.section}",
+            f"++table.arm={self.arm}",
+        ]
+
+
+def plain(node: Any) -> Any:
+    """A config node as plain Python containers (resolved)."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def _override_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence):
+        raise UserError(f"{where}: a list of overrides (key=value strings) is expected, got {value!r}")
+    return [str(v) for v in value]
+
+
+def arm_spec(name: str, spec: Any, where: str) -> dict:
+    """``{"overrides": [...], "label": str}`` of one arm (a plain list of overrides is accepted)."""
+    if not ARM_NAME.match(str(name)):
+        raise UserError(f"{where}: arm name {name!r} may use letters, digits, '_', '.' and '-' only")
+    if isinstance(spec, Mapping):
+        return {
+            "overrides": _override_list(spec.get("overrides"), f"{where}.{name}.overrides"),
+            "label": str(spec.get("label") or name),
+        }
+    return {"overrides": _override_list(spec, f"{where}.{name}"), "label": str(name)}
+
+
+def sections(table: Mapping) -> dict[str, dict]:
+    """``{section: {"overrides", "grid", "arms": {arm: {"overrides", "label"}}, "metrics", "label",
+    "trivial"}}`` (a section's ``metrics`` and ``trivial`` default to the table's)."""
+    raw = table.get("sections")
+    if not raw:
+        raise UserError("table.sections: a table needs at least one section with arms")
+    out = {}
+    for name, section in raw.items():
+        if not ARM_NAME.match(str(name)):
+            raise UserError(f"table.sections: section name {name!r} may use letters, digits, '_', '.', '-'")
+        arms = section.get("arms") or {}
+        if not arms:
+            raise UserError(f"table.sections.{name}.arms: no arms (rows) given")
+        grid = section.get("grid") or {}
+        out[str(name)] = {
+            "overrides": _override_list(section.get("overrides"), f"table.sections.{name}.overrides"),
+            "grid": {str(k): [str(v) for v in values] for k, values in grid.items()},
+            "arms": {
+                str(arm): arm_spec(str(arm), spec, f"table.sections.{name}.arms")
+                for arm, spec in arms.items()
+            },
+            "metrics": list(section.get("metrics") or table.get("metrics") or []),
+            "label": str(section.get("label") or name),
+            "trivial": section.get("trivial") or table.get("trivial"),
+        }
+    return out
+
+
+def grid_cells(grid: Mapping[str, Sequence[str]]) -> list[tuple[tuple[str, str], ...]]:
+    """Every combination of the grid's values (one empty cell without a grid)."""
+    keys = list(grid)
+    return [tuple(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def selected(select: Sequence[str] | None, section: str, arm: str) -> bool:
+    """Whether ``table.select`` keeps this row (None/empty: every row)."""
+    if not select:
+        return True
+    return any(s in (section, arm, f"{section}/{arm}") for s in select)
+
+
+def expand(table: Mapping | DictConfig, seeds: Sequence[int] | None = None) -> list[TableJob]:
+    """The table's jobs in launch order (see the module docstring). Each job's ``index`` is its place in
+    the whole table (with ``table.select`` the others are left out, not renumbered), so that parts of a
+    table run into one sweep folder at different times keep their job folders apart."""
+    table = plain(table)
+    seeds = list(seeds if seeds is not None else table.get("seeds") or [0])
+    common = _override_list(table.get("overrides"), "table.overrides")
+    jobs: list[TableJob] = []
+    for section_name, section in sections(table).items():
+        for cell in grid_cells(section["grid"]):
+            for arm_name, arm in section["arms"].items():
+                overrides = [
+                    *common,
+                    *section["overrides"],
+                    *(f"{k}={v}" for k, v in cell),
+                    *arm["overrides"],
+                ]
+                for seed in seeds:
+                    jobs.append(
+                        TableJob(section_name, arm_name, int(seed), cell, tuple(with_data_choice(overrides)))
+                    )
+    first = set(table.get("first") or [])
+    if first:
+        head: dict[tuple[str, str], TableJob] = {}
+        for job in jobs:  # the first job of each (section, first arm)
+            if job.arm in first:
+                head.setdefault((job.section, job.arm), job)
+        jobs = list(head.values()) + [j for j in jobs if j not in head.values()]
+    jobs = [replace(job, index=i) for i, job in enumerate(jobs)]
+    select = table.get("select")
+    if isinstance(select, str):
+        select = [select]
+    kept = [job for job in jobs if selected(select, job.section, job.arm)]
+    if not kept:
+        raise UserError(f"table.select={select}: no section or arm of the table matches")
+    return kept
+
+
+def first_count(table: Mapping | DictConfig) -> int:
+    """How many jobs at the front of the whole table are the ``first`` ones (a batch of their own):
+    the number of (section, arm) pairs with the arm in ``table.first``."""
+    table = plain(table)
+    first = set(table.get("first") or [])
+    return sum(1 for section in sections(table).values() for arm in section["arms"] if arm in first)
+
+
+def override_key(line: str) -> str:
+    """The key an override sets (``+a.b=1`` -> ``a.b``; ``~x`` -> ``x``)."""
+    return line.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(table_overrides: Sequence[str], command_line: Sequence[str]) -> list[str]:
+    """The table's overrides, then the command line's; a command-line key replaces the table's."""
+    given = {override_key(o) for o in command_line}
+    return [o for o in table_overrides if override_key(o) not in given] + list(command_line)

@@ -1,0 +1,186 @@
+"""Results tables as sweeps (conf/table/*.yaml, runner.tables, hydra/sweeper=runner_table): the job list,
+every table config composing, and (slow) a 2-job table through ``python -m runner -m`` + the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hydra_plugins.runner_table_sweeper.sweeper import contiguous_batches
+from runner.errors import UserError
+from runner.tables import expand, merge_overrides, sections
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = sorted(p.stem for p in (REPO / "conf" / "table").glob("*.yaml") if not p.stem.startswith("_"))
+
+TOY = {
+    "seeds": [0, 1],
+    "overrides": ["logger=csv"],
+    "first": ["teacher"],
+    "sections": {
+        "a": {
+            "overrides": ["experiment=x"],
+            "grid": {"k": [1, 2]},
+            "arms": {"student": ["method=s"], "teacher": {"overrides": ["method=t"], "label": "T"}},
+        },
+        "b": {"overrides": ["experiment=y"], "arms": {"student": ["method=s"]}},
+    },
+}
+
+
+def test_jobs_are_sections_by_cells_by_arms_by_seeds_with_the_first_ones_in_front():
+    jobs = expand(TOY)
+    assert len(jobs) == 2 * 2 * 2 + 2
+    assert (jobs[0].section, jobs[0].arm, jobs[0].seed, jobs[0].cell) == ("a", "teacher", 0, (("k", "1"),))
+    assert [(j.arm, j.seed) for j in jobs[1:5]] == [
+        ("student", 0),
+        ("student", 1),
+        ("teacher", 1),
+        ("student", 0),
+    ]
+    assert jobs[1].command_overrides() == [
+        "logger=csv",
+        "experiment=x",
+        "k=1",
+        "method=s",
+        "seed=0",
+        "++table.section=a",
+        "++table.arm=student",
+    ]
+    assert sections(TOY)["a"]["arms"]["teacher"]["label"] == "T"
+
+
+def test_select_and_seeds_narrow_the_table_and_keep_each_jobs_folder_number():
+    whole = {(j.section, j.arm, j.seed, j.cell): j.index for j in expand(TOY)}
+    assert sorted(whole.values()) == list(range(len(whole)))
+    part = expand({**TOY, "select": ["b"]})
+    assert {j.section for j in part} == {"b"}
+    assert all(j.index == whole[(j.section, j.arm, j.seed, j.cell)] for j in part)
+    assert {(j.section, j.arm) for j in expand({**TOY, "select": ["a/teacher"]})} == {("a", "teacher")}
+    assert {j.seed for j in expand(TOY, seeds=[7])} == {7}
+    with pytest.raises(UserError, match="no section or arm"):
+        expand({**TOY, "select": ["nope"]})
+
+
+def test_a_bad_arm_name_or_empty_section_is_a_user_error():
+    with pytest.raises(UserError, match="arm name"):
+        expand({"sections": {"a": {"arms": {"bad name": ["x=1"]}}}})
+    with pytest.raises(UserError, match="no arms"):
+        expand({"sections": {"a": {"arms": {}}}})
+
+
+def test_command_line_overrides_win_over_the_tables():
+    merged = merge_overrides(
+        ["trainer.max_epochs=12", "seed=0", "logger=csv"], ["trainer.max_epochs=1", "debug=fdr"]
+    )
+    assert merged == ["seed=0", "logger=csv", "trainer.max_epochs=1", "debug=fdr"]
+
+
+def test_pending_jobs_launch_in_contiguous_batches_cut_after_the_first_ones():
+    assert contiguous_batches([0, 1, 2, 3, 4], boundary=2) == [(0, [0, 1]), (2, [2, 3, 4])]
+    assert contiguous_batches([1, 2, 5, 6], boundary=0) == [(1, [1, 2]), (5, [5, 6])]
+
+
+def _group_files_exist(overrides: list[str]) -> list[str]:
+    """The ``group=option`` overrides of a job whose option file does not exist."""
+    missing = []
+    for line in overrides:
+        key, _, value = line.partition("=")
+        group = key.lstrip("+~")
+        if "." in group or not (REPO / "conf" / group).is_dir():
+            continue
+        if not (REPO / "conf" / group / f"{value}.yaml").is_file():
+            missing.append(line)
+    return missing
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_each_table_config_composes_and_names_existing_configs(table, make_cfg):
+    """The table composes (its sweeper, launcher and folder), its claims parse and name its arms, every
+    arm's group choices exist, and the first job of each section composes and passes validation."""
+    from runner.claims import parse_claim
+    from runner.validation import validate_config
+
+    cfg = make_cfg(f"table={table}")
+    jobs = expand(cfg.table)
+    spec = sections(cfg.table)
+    arms = {arm for section in spec.values() for arm in section["arms"]}
+    for claim in cfg.table.get("claims") or []:
+        parsed = parse_claim(claim)
+        assert {parsed.left, parsed.right} <= arms, f"{table}: claim '{parsed.text}' names an unknown arm"
+    trivial = [s["trivial"] for s in spec.values() if s["trivial"]]
+    assert trivial, f"{table}: no trivial baseline"
+    for entry in trivial:
+        assert entry.get("arm") in arms or entry.get("value") is not None
+    assert not [line for job in jobs for line in _group_files_exist(job.command_overrides())]
+    firsts = {}
+    for job in jobs:
+        firsts.setdefault(job.section, job)
+    for job in firsts.values():
+        validate_config(make_cfg(f"table={table}", *job.command_overrides()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", TABLES)
+def test_every_arm_of_every_table_composes_and_validates(table, make_cfg):
+    from runner.validation import validate_config
+
+    seen = set()
+    for job in expand(make_cfg(f"table={table}").table):
+        if (job.section, job.arm) not in seen:
+            seen.add((job.section, job.arm))
+            validate_config(make_cfg(f"table={table}", *job.command_overrides()))
+
+
+@pytest.mark.slow
+def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, data_dir):
+    """``python -m runner -m table=nlgcl`` narrowed to 2 jobs (debug=fdr), in parallel under the joblib
+    launcher, then ``python -m runner.report --out``; running it again keeps the finished jobs."""
+    env = {**os.environ, "RUNNER_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        "table=nlgcl",
+        "debug=fdr",
+        "table.seeds=[0]",
+        "table.select=[mostpop,nlgcl]",
+        f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Joblib.Parallel" in output and "2 job(s), none failed" in output
+    for job, arm in (("0", "mostpop"), ("1", "nlgcl")):
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        assert f"experiment={arm}_yelp" in overrides and f"++table.arm={arm}" in overrides
+        assert '"torch_threads": 1' in (sweep / job / "metrics.json").read_text()
+
+    out = tmp_path / "experiments" / "nlgcl"
+    report = subprocess.run(
+        [sys.executable, "-m", "runner.report", str(sweep), "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    markdown = (out / "results.md").read_text()
+    assert markdown.startswith("# NLGCL") and "## Claims" in markdown
+    assert "`nlgcl > lightgcn on test/recall@20`: not evaluated" in markdown  # lightgcn was not run
+    assert "trivial baseline `mostpop`" in markdown
+    assert "| MostPop (trivial) |" in markdown and "| NLGCL |" in markdown
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "2 already finished (kept)" in again.stdout + again.stderr
