@@ -33,7 +33,6 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "experiments" / "dual_teacher"))
 
 
 class EpochTimer(L.Callback):
@@ -57,8 +56,8 @@ class EpochTimer(L.Callback):
 
 def epoch_mode(args: argparse.Namespace) -> None:
     from hydra.utils import instantiate
-    from run import compose_run  # experiments/dual_teacher/run.py
 
+    from runner.compose import compose_run_config
     from runner.train import accepted_kwargs, build_networks, data_properties
 
     data_dir = Path(args.data_dir)
@@ -78,7 +77,10 @@ def epoch_mode(args: argparse.Namespace) -> None:
                 f"dataset.persistent_workers={'true' if args.workers else 'false'}",
                 *extra,
             ]
-            cfg = compose_run(overrides, Path(tmp) / label.replace(" ", "_"), data_dir)
+            run_dir = Path(tmp) / label.replace(" ", "_")
+            cfg = compose_run_config(
+                overrides, output_dir=run_dir, root_dir=REPO, data_dir=data_dir, log_dir=run_dir.parent
+            )
             L.seed_everything(0, verbose=False)
             dm = instantiate(cfg.dataset)
             props = data_properties(dm)
