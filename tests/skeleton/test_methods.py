@@ -128,3 +128,21 @@ def test_balanced_weights_and_loss():
     plain = emotion_classification_loss(logits, labels)
     expected = torch.nn.functional.cross_entropy(logits, labels)
     torch.testing.assert_close(plain, expected)
+
+
+def test_a_single_class_batch_falls_back_to_the_whole_training_split(tmp_path, monkeypatch):
+    """A debug run's single batch may hold one class, which no classifier can be fitted on."""
+    from types import SimpleNamespace
+
+    from sklearn.svm import SVC
+
+    dm = datamodule(tmp_path)
+    dm.network_kwargs()
+    module = SklearnEmotionClassifier(SVC(), 4)
+    module._train_x = [np.zeros((3, 27), np.float32)]
+    module._train_y = [np.array([2, 2, 2])]
+    monkeypatch.setattr(
+        SklearnEmotionClassifier, "trainer", property(lambda self: SimpleNamespace(datamodule=dm))
+    )
+    module._ensure_fitted()
+    assert module.fitted and len(module.estimator.classes_) == 4

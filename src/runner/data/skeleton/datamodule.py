@@ -343,7 +343,7 @@ class SkeletonDataModule(L.LightningDataModule):
                     raise invalid_value(
                         f"dataset.split.{name}",
                         split_name,
-                        "a split of the file: " + ", ".join(data.splits) or "(none)",
+                        "a split of the file: " + (", ".join(data.splits) or "(the file has none)"),
                     )
             if "train" not in named or "test" not in named:
                 raise UserError(

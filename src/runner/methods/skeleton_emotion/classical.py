@@ -86,7 +86,10 @@ class SklearnEmotionClassifier(EmotionEvaluationModule):
     def _ensure_fitted(self) -> None:
         if self.fitted:
             return
-        if not self._train_y:  # resumed or train=false: fit on the training split directly
+        # resumed, train=false, or a debug run whose few batches hold a single class: fit on the whole
+        # training split (a classifier needs two classes)
+        if not self._train_y or len(np.unique(np.concatenate(self._train_y))) < 2:
+            self._train_x, self._train_y = [], []
             for batch in self.trainer.datamodule.train_dataloader():
                 self._train_x.append(self.features(batch))
                 self._train_y.append(batch["label"].cpu().numpy())
