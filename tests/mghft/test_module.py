@@ -23,23 +23,23 @@ from runner.models.vision import PyramidVisionTransformer
 TEXT_DIM = 12
 
 
-def pvt() -> PyramidVisionTransformer:
+def pvt(size: int = 64) -> PyramidVisionTransformer:
     torch.manual_seed(0)
-    return PyramidVisionTransformer(img_size=64, embed_dims=(8, 16, 40, 64), depths=(1, 1, 1, 1))
+    return PyramidVisionTransformer(img_size=size, embed_dims=(8, 16, 40, 64), depths=(1, 1, 1, 1))
 
 
-def batch(n: int = 6) -> dict:
+def batch(n: int = 6, size: int = 64) -> dict:
     g = torch.Generator().manual_seed(1)
     return {
-        "image": torch.randn(n, 3, 64, 64, generator=g),
+        "image": torch.randn(n, 3, size, size, generator=g),
         "views": torch.randn(n, 4, TEXT_DIM, generator=g),
         "full_text": torch.randn(n, TEXT_DIM, generator=g),
         "label": torch.arange(n) % 7,
     }
 
 
-def mghft(**kwargs) -> MGHFT:
-    return MGHFT(pvt(), num_classes=7, text_dim=TEXT_DIM, image_size=64, **kwargs)
+def mghft(size: int = 64, **kwargs) -> MGHFT:
+    return MGHFT(pvt(size), num_classes=7, text_dim=TEXT_DIM, image_size=size, **kwargs)
 
 
 def test_mghft_forward_backward_and_sizes():
@@ -62,23 +62,25 @@ def test_alpha_at_the_reference_size_is_the_papers():
 
 
 def test_switches_change_what_the_model_uses():
-    data = batch()
-    no_lra = mghft(local_tokens=False)
+    data = batch(size=32)
+    no_lra = mghft(32, local_tokens=False)
     assert no_lra.pos_embed.shape[1] == 4 and no_lra.logits_and_aux(data)[0].shape == (6, 7)
-    assert mghft(stage_losses=False).logits_and_aux(data)[1] is None
-    assert mghft(fusion=False).fusion is None and mghft(fusion=False).logits_and_aux(data)[0].shape == (6, 7)
-    per_view, full_text = mghft().eval(), mghft(text_views="full_text").eval()
+    assert mghft(32, stage_losses=False).logits_and_aux(data)[1] is None
+    assert mghft(32, fusion=False).fusion is None and mghft(32, fusion=False).logits_and_aux(data)[
+        0
+    ].shape == (6, 7)
+    per_view, full_text = mghft(32).eval(), mghft(32, text_views="full_text").eval()
     changed = dict(data, views=torch.randn(6, 4, TEXT_DIM))
     with torch.no_grad():
         assert not torch.allclose(per_view(data), per_view(changed))
         torch.testing.assert_close(full_text(data), full_text(changed))  # views unused: only the whole text
         assert not torch.allclose(full_text(data), full_text(dict(data, full_text=torch.randn(6, TEXT_DIM))))
-    release = mghft(kl_reduction="sum")
-    assert release.logits_and_aux(data)[1] > mghft().logits_and_aux(data)[1]
+    release = mghft(32, kl_reduction="sum")
+    assert release.logits_and_aux(data)[1] > mghft(32).logits_and_aux(data)[1]
     with pytest.raises(UserError, match="text_views"):
-        mghft(text_views="both")
+        mghft(32, text_views="both")
     with pytest.raises(UserError, match="view descriptions"):
-        MGHFT(pvt(), 7, text_dim=0, image_size=64)
+        MGHFT(pvt(32), 7, text_dim=0, image_size=32)
 
 
 def test_fusion_block_matches_a_hand_written_double_attention():
