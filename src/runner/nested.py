@@ -19,7 +19,9 @@ the run's log file.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
 
 _LIMITS: ContextVar[dict[str, Any] | None] = ContextVar("runner_nested_debug_limits", default=None)
+_LIMITS_ENV = "RUNNER_NESTED_DEBUG_LIMITS"
 
 
 def _restricts(key: str, value: Any) -> bool:
@@ -61,17 +64,30 @@ def limits_of(trainer_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def outer_run(trainer_cfg: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
-    """Record the outer run's debug limits for every nested training started inside the block."""
-    token = _LIMITS.set(limits_of(trainer_cfg))
+    """Record the outer run's debug limits for every nested training started inside the block (also
+    in the environment, which the processes the run spawns inherit: ``trainer=ddp_sim``)."""
+    limits = limits_of(trainer_cfg)
+    token = _LIMITS.set(limits)
+    previous = os.environ.get(_LIMITS_ENV)
+    os.environ[_LIMITS_ENV] = json.dumps(limits)
     try:
         yield debug_limits()
     finally:
         _LIMITS.reset(token)
+        if previous is None:
+            os.environ.pop(_LIMITS_ENV, None)
+        else:
+            os.environ[_LIMITS_ENV] = previous
 
 
 def debug_limits() -> dict[str, Any]:
-    """The current run's debug limits (empty outside a debug mode or outside a run)."""
-    return dict(_LIMITS.get() or {})
+    """The current run's debug limits (empty outside a debug mode or outside a run). In a process
+    the run spawned (DDP workers of ``strategy=ddp_spawn``) the context variable did not travel: the
+    limits come from the environment."""
+    limits = _LIMITS.get()
+    if limits is None and _LIMITS_ENV in os.environ:
+        limits = json.loads(os.environ[_LIMITS_ENV])
+    return dict(limits or {})
 
 
 def apply_limits(settings: dict[str, Any], limits: Mapping[str, Any]) -> dict[str, Any]:
