@@ -1,7 +1,7 @@
 """The cost of Flower's simulation engine: the same FedAvg rounds in-process and through Flower, one run.
 
     .venv/bin/python experiments/perf/fl_vs_flower.py [--rounds 20] [--clients 20] [--nodes N]
-        [--threads 2] [--results experiments/perf/fl_vs_flower_results.md]
+        [--threads 1] [--results experiments/perf/fl_vs_flower_results.md]
 
 Workload: ``experiment=fedavg_mnist`` (the MNIST twin, 20 clients, 10 local steps of batch 32, the
 FedAvg CNN), ``--rounds`` rounds driven by :meth:`FederatedModule.step_round` (the training step's
@@ -51,13 +51,14 @@ def build(cfg):
     return module, time.perf_counter() - started
 
 
-def drive(module, rounds: int) -> list[float]:
+def drive(module, rounds: int, label: str) -> list[float]:
     optimizer = module.strategy.configure_server_optimizer(module.net.parameters())
     times = []
     for r in range(rounds):
         start = time.perf_counter()
         module.step_round(r, optimizer)
         times.append(time.perf_counter() - start)
+        print(f"{label} round {r}: {times[-1]:.3f} s", file=sys.stderr, flush=True)
     return times
 
 
@@ -68,7 +69,9 @@ def main() -> int:
     parser.add_argument(
         "--nodes", type=int, default=None, help="virtual SuperNodes (default: one per client)"
     )
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="in-process torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="in-process torch threads (ClientApps: 1 each)"
+    )
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("fl_vs_flower_results.md"))
     args = parser.parse_args()
 
@@ -86,7 +89,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     build(cfg)  # the first build writes the data twin: time warm builds on both sides
     reference, build_in = build(cfg)
-    in_rounds = drive(reference, args.rounds)
+    in_rounds = drive(reference, args.rounds, "in-process")
 
     server, build_fl = build(cfg)
     nodes = args.nodes or args.clients
@@ -100,7 +103,7 @@ def main() -> int:
     dispatcher.discover()
     dispatcher.attach()
     start_fl = time.perf_counter() - started
-    fl_rounds = drive(server, args.rounds)
+    fl_rounds = drive(server, args.rounds, "flower_sim")
     started = time.perf_counter()
     dispatcher.detach()
     session.close()
