@@ -52,6 +52,7 @@ FAMILIES = {
         "dataset.twin_batch_size=64",
     ],
 }
+FAMILIES["recsys_sgl"] = ["experiment=sgl_yelp", *FAMILIES["recsys"][1:]]
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -132,6 +133,36 @@ def test_a_loader_built_after_a_restore_starts_at_the_resumed_epoch():
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_recsys_order_and_negatives_are_functions_of_seed_epoch_and_batch():
+    """Fast variant of the recsys resume test: the epoch's permutation and a batch's negatives come from
+    ``(seed, epoch, batch start)`` alone, whatever the global RNG did before; the recsys loaders create
+    iterators without touching the global RNG (the models' own draws stay aligned on resume)."""
+    from runner.data.recsys.datamodule import RangeBatches, RecsysDataModule
+    from runner.data.recsys.negatives import ExactNegativeSampler
+    from runner.methods.recsys import RecommenderModule
+
+    module = RecommenderModule(torch.nn.Linear(1, 1), num_users=6, num_items=9, seed=3)
+    sampler = ExactNegativeSampler(torch.tensor([0, 0, 1, 5]), torch.tensor([1, 2, 3, 8]), 6, 9)
+    users = torch.arange(6).repeat(20)
+
+    def draw(epoch: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.randperm(40, generator=module.seeded_generator(epoch))
+        return order, sampler.sample(users, module.seeded_generator(epoch, start))
+
+    order, negatives = draw(1, 64)
+    torch.rand(1000)  # whatever the global stream did in between (a loader's base seed, dropout)
+    again = draw(1, 64)
+    assert torch.equal(order, again[0]) and torch.equal(negatives, again[1])
+    assert not torch.equal(order, draw(2, 64)[0]) and not torch.equal(negatives, draw(1, 128)[1])
+    other_seed = RecommenderModule(torch.nn.Linear(1, 1), num_users=6, num_items=9, seed=4)
+    assert not torch.equal(order, torch.randperm(40, generator=other_seed.seeded_generator(1)))
+
+    rng = torch.get_rng_state()
+    for _ in range(3):
+        list(iter(RecsysDataModule._loader(None, RangeBatches(10, 3))))
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
 @pytest.mark.slow
 def test_video_resume_is_exact_with_the_default_loaders(make_cfg, tmp_path):
     """3 epochs straight == 1 + resume to 3, with the video twin's 2 persistent loader workers (before
@@ -144,12 +175,11 @@ def test_video_resume_is_exact_with_the_default_loaders(make_cfg, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "family",
-    [
-        "federated",
-        # measured: the recsys module's per-epoch state (its shuffled order / negative sampler) is not in
-        # the checkpoint yet, so 1 + resume differs from 2 straight; strict so the fix flips it
-        pytest.param("recsys", marks=pytest.mark.xfail(strict=True, reason="recsys resume not yet exact")),
-    ],
+    # recsys: the order and negatives are (seed, epoch, batch)-seeded (before, a resumed fit drew them
+    # after the training iterator's base-seed draw from the global RNG, see runner.methods.recsys.module);
+    # recsys_sgl: SGL's edge-dropout views come from the restored global RNG, which loader iterators
+    # no longer touch
+    ["federated", "recsys", "recsys_sgl"],
 )
 def test_resume_is_exact_for_every_family(make_cfg, tmp_path, family):
     straight_vs_resumed(make_cfg, tmp_path, FAMILIES[family], epochs=2)

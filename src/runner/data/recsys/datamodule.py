@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from runner.data.loading import loader_generator
 from runner.data.recsys.readers import (
     Interactions,
     filter_by_rating,
@@ -248,7 +249,12 @@ class RecsysDataModule(L.LightningDataModule):
         return {"num_users": self.num_users, "num_items": self.num_items, "train_graph": self.split.train}
 
     def _loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=0)
+        # a private generator: creating an iterator then never draws from the global RNG, whose stream
+        # the recommenders use (runner.methods.recsys.module docstring: exact resume); the batches are
+        # plain ranges, so its seed is never used for anything else
+        return DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=0, generator=loader_generator(0)
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(RangeBatches(self.split.train.shape[1], self.batch_size))

@@ -13,10 +13,21 @@
   ``-inf`` → ``topk(max k)`` → hits against the held-out items → Recall / NDCG @ {10, 20, 50}
   accumulated on the device (:class:`runner.metrics.RankingMetrics`), one host read at epoch end.
 * ``time/epoch_s``: wall seconds of each training epoch (one device sync per epoch).
+* Exact resume: the epoch's permutation is a function of ``(seed, epoch)`` and each batch's negatives
+  of ``(seed, epoch, batch start)`` alone (a private generator on the device, re-seeded; no host
+  sync), never of the global RNG. Measured cause of the old mismatch (1 epoch + resume != 2 straight):
+  both were drawn from the global torch RNG, which is restored from the checkpoint, but in the first
+  epoch of a fit Lightning creates the training iterator *before* ``on_train_epoch_start`` while in
+  later epochs it creates it after -- and creating a DataLoader iterator draws its base seed from the
+  global RNG, so a resumed run's permutation and negatives came from a shifted stream. The
+  datamodule's loaders also get a private generator (:func:`runner.data.loading.loader_generator`),
+  so the global stream the models themselves draw from (SGL views, SimGCL noise, NCL k-means) lines
+  up on resume too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,6 +68,8 @@ class RecommenderModule(L.LightningModule):
         optimizer: partial optimizer constructor (card: Adam, lr 5e-4).
         topks: cut-offs of Recall / NDCG.
         mask_validation_in_test: also exclude validation items from the test ranking (RecBole).
+        seed: the run seed; the shuffled order and the negatives are functions of it, the epoch and
+            the batch (module docstring: exact resume).
     """
 
     def __init__(
@@ -67,6 +80,7 @@ class RecommenderModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         topks: Sequence[int] = (10, 20, 50),
         mask_validation_in_test: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -83,6 +97,8 @@ class RecommenderModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.topks = tuple(int(k) for k in topks)
         self.mask_validation_in_test = bool(mask_validation_in_test)
+        self.seed = int(seed)
+        self._rng: torch.Generator | None = None
         self.val_metrics = RankingMetrics(self.topks)
         self.test_metrics = RankingMetrics(self.topks)
         self._parts: dict[str, _Part] = {}
@@ -101,10 +117,17 @@ class RecommenderModule(L.LightningModule):
             self._parts_device = self.device
         return self._parts[name]
 
-    def sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
+    def seeded_generator(self, *key: int) -> torch.Generator:
+        """The module's generator on its device, re-seeded from ``(seed, *key)`` alone."""
+        if self._rng is None or self._rng.device != self.device:
+            self._rng = torch.Generator(device=self.device)
+        digest = hashlib.blake2b(repr((self.seed, *key)).encode(), digest_size=8).digest()
+        return self._rng.manual_seed(int.from_bytes(digest, "little") >> 1)
+
+    def sample_negatives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One item per user, uniform over the items that are not among the user's training items."""
         self._part("train")
-        return self._negatives.sample(users)
+        return self._negatives.sample(users, generator)
 
     # ---- training -------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -115,15 +138,17 @@ class RecommenderModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         train = self._part("train")
-        self._perm = torch.randperm(train.users.numel(), device=self.device)
+        generator = self.seeded_generator(self.current_epoch)
+        self._perm = torch.randperm(train.users.numel(), device=self.device, generator=generator)
         self.net.on_train_epoch_start(self.current_epoch)
         self._epoch_started = time.perf_counter()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         train = self._part("train")
-        index = self._perm[int(batch["start"]) : int(batch["end"])]
+        start = int(batch["start"])
+        index = self._perm[start : int(batch["end"])]
         users, pos_items = train.users[index], train.items[index]
-        neg_items = self.sample_negatives(users)
+        neg_items = self.sample_negatives(users, self.seeded_generator(self.current_epoch, start))
         terms = self.net.loss_terms(users, pos_items, neg_items, epoch=self.current_epoch)
         if not terms:
             return None
