@@ -160,7 +160,9 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Joblib.Parallel" in output and "2 job(s), none failed" in output
-    for job, arm in (("0", "mostpop"), ("1", "nlgcl")):
+    # job folders are numbered by the job's place in the whole table: MostPop first, NLGCL eighth
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "7"]
+    for job, arm in (("0", "mostpop"), ("7", "nlgcl")):
         overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
         assert f"experiment={arm}_yelp" in overrides and f"++table.arm={arm}" in overrides
         assert '"torch_threads": 1' in (sweep / job / "metrics.json").read_text()
