@@ -242,3 +242,29 @@ def test_an_arm_without_finished_runs_is_not_evaluated(tmp_path):
     lines = claim_lines(build_report(tmp_path / "sweep"))
     assert "not evaluated" in lines["method > baseline on test/acc"]
     assert "**not separable**" in lines["method > twin on test/acc"]
+
+
+def test_a_claim_checked_in_several_sections_gets_a_summary_line(tmp_path):
+    arms = {"method": ["m=method"], "baseline": ["m=baseline"]}
+    table = {**TABLE, "sections": {"main": {"arms": arms}, "other": {"arms": arms}}, "trivial": None}
+    table["claims"] = ["method > baseline on test/acc"]
+    sweep = tmp_path / "sweep"
+    make_table_sweep(
+        sweep, table=table, accuracy={"method": ACCURACY["method"], "baseline": ACCURACY["baseline"]}
+    )
+    # the same runs again as section "other", where the method is no better than the baseline
+    for num, (arm, values) in enumerate(
+        {"method": [0.70, 0.75, 0.72], "baseline": [0.71, 0.74, 0.73]}.items()
+    ):
+        for seed, acc in enumerate(values):
+            job = sweep / str(100 + 3 * num + seed)
+            (job / ".hydra").mkdir(parents=True)
+            overrides = [f"m={arm}", f"seed={seed}", "++table.section=other", f"++table.arm={arm}"]
+            (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            (job / "metrics.json").write_text(json.dumps({"metrics": {"test/acc": acc}, "seed": seed}))
+    markdown = build_report(sweep)
+    assert (
+        "- `method > baseline on test/acc`: holds in 1, not separable in 1 of 2 sections / cells" in markdown
+    )
+    assert "- [main] `method > baseline on test/acc`: **holds**" in markdown
+    assert "- [other] `method > baseline on test/acc`: **not separable**" in markdown

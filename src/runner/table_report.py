@@ -15,16 +15,25 @@ never test), e.g. the server step size of each Byrd-NAFL variant.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
 from omegaconf import OmegaConf
 
-from runner.claims import DEFAULT_ALPHA, check_claim, claim_line, parse_claim, trivial_lines
+from runner.claims import (
+    DEFAULT_ALPHA,
+    FAILS,
+    HOLDS,
+    NOT_SEPARABLE,
+    check_claim,
+    claim_line,
+    parse_claim,
+    trivial_lines,
+)
 from runner.tables import sections as table_sections
 
 
@@ -152,7 +161,9 @@ def claims_section(table: dict, organised: dict) -> list[str]:
         "",
     ]
     multi = len(organised) > 1
+    details: list[str] = []
     for claim in claims:
+        counts: dict[str, int] = defaultdict(int)
         for section, cells in organised.items():
             if claim.sections and section not in claim.sections:
                 continue
@@ -161,7 +172,15 @@ def claims_section(table: dict, organised: dict) -> list[str]:
                     continue
                 where = " ".join(filter(None, [section if multi else "", cell_name(cell)]))
                 verdict = check_claim(claim, finals_of(arms), curves_of(arms), arms=list(arms), alpha=alpha)
-                lines.append(claim_line(claim, verdict, where))
+                counts[verdict.verdict if verdict else "not evaluated"] += 1
+                details.append(claim_line(claim, verdict, where))
+        if sum(counts.values()) > 1:  # one summary line per claim checked in several sections / cells
+            order = (HOLDS, FAILS, NOT_SEPARABLE, "not evaluated")
+            summary = ", ".join(f"{name} in {counts[name]}" for name in order if counts[name])
+            lines.append(f"- `{claim.text}`: {summary} of {sum(counts.values())} sections / cells")
+    if details and len(details) > len(claims):
+        lines += ["", "Per section and cell:", ""]
+    lines += details
     if not claims:
         lines.append("(the table states no claims)")
     spec = table_sections(table)
@@ -218,7 +237,7 @@ def wall_minutes(sweep_dir: Path) -> tuple[float, float]:
     own = 0.0
     for path in sweep_dir.glob("*/metrics.json"):
         try:
-            own += float(yaml.safe_load(path.read_text()).get("wall_time_s", 0.0))
+            own += float(json.loads(path.read_text()).get("wall_time_s", 0.0))
         except (ValueError, AttributeError):
             continue
     wall = (max(ends) - min(starts)) / 60 if starts and ends else math.nan
