@@ -1,16 +1,19 @@
 """The cost of Flower's simulation engine: the same FedAvg rounds in-process and through Flower, one run.
 
     .venv/bin/python experiments/perf/fl_vs_flower.py [--rounds 20] [--clients 20] [--nodes N]
-        [--threads 1] [--results experiments/perf/fl_vs_flower_results.md]
+        [--cpus 1] [--results experiments/perf/fl_vs_flower_results.md]
 
 Workload: ``experiment=fedavg_mnist`` (the MNIST twin, 20 clients, 10 local steps of batch 32, the
 FedAvg CNN), ``--rounds`` rounds driven by :meth:`FederatedModule.step_round` (the training step's
 round, without Lightning around it):
 
-* ``inprocess``: the engine's simulator, torch with ``--threads`` threads;
+* ``inprocess``: the engine's simulator, torch with ``--cpus`` threads;
 * ``flower_sim``: the same module with its local training sent to Flower's simulation engine
-  (:mod:`runner.federated.flower`: Ray, ``--nodes`` virtual SuperNodes, default one per client, one
-  ClientApp actor per CPU with one torch thread each — the ``fl_backend=flower_sim`` defaults).
+  (:mod:`runner.federated.flower`: Ray limited to ``--cpus`` CPUs, ``--nodes`` virtual SuperNodes,
+  default one per client, one ClientApp actor per CPU with one torch thread each).
+
+The rounds alternate (in-process round r, then Flower round r) so that a load change on a shared
+machine hits both sides.
 
 Printed (and written to ``--results``): seconds per round for both and their ratio per round, the
 median ratio, and the whole run including start-up (in-process: building the module; Flower: that
@@ -51,15 +54,16 @@ def build(cfg):
     return module, time.perf_counter() - started
 
 
-def drive(module, rounds: int, label: str) -> list[float]:
+def round_timer(module):
+    """``time(r)``: seconds of round ``r`` of ``module`` (its own server optimizer)."""
     optimizer = module.strategy.configure_server_optimizer(module.net.parameters())
-    times = []
-    for r in range(rounds):
+
+    def timed(r: int) -> float:
         start = time.perf_counter()
         module.step_round(r, optimizer)
-        times.append(time.perf_counter() - start)
-        print(f"{label} round {r}: {times[-1]:.3f} s", file=sys.stderr, flush=True)
-    return times
+        return time.perf_counter() - start
+
+    return timed
 
 
 def main() -> int:
@@ -70,7 +74,10 @@ def main() -> int:
         "--nodes", type=int, default=None, help="virtual SuperNodes (default: one per client)"
     )
     parser.add_argument(
-        "--threads", type=int, default=1, help="in-process torch threads (ClientApps: 1 each)"
+        "--cpus",
+        type=int,
+        default=1,
+        help="CPUs of each side: in-process torch threads, Ray CPUs (1 per actor)",
     )
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("fl_vs_flower_results.md"))
     args = parser.parse_args()
@@ -86,24 +93,35 @@ def main() -> int:
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     load_before = os.getloadavg()
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.cpus)
     build(cfg)  # the first build writes the data twin: time warm builds on both sides
     reference, build_in = build(cfg)
-    in_rounds = drive(reference, args.rounds, "in-process")
-
     server, build_fl = build(cfg)
     nodes = args.nodes or args.clients
     started = time.perf_counter()
     session = SimulationSession(
         client_app(),
         nodes,
-        {"client_resources": {"num_cpus": 1.0, "num_gpus": 0.0}, "init_args": {"include_dashboard": False}},
+        {
+            "client_resources": {"num_cpus": 1.0, "num_gpus": 0.0},
+            "init_args": {"include_dashboard": False, "num_cpus": args.cpus},
+        },
     )
-    dispatcher = RoundDispatcher(FlowerTransport(session, 600), server, config_yaml, nodes, 300, 1)
+    dispatcher = RoundDispatcher(FlowerTransport(session, 1800), server, config_yaml, nodes, 600, 1)
     dispatcher.discover()
     dispatcher.attach()
     start_fl = time.perf_counter() - started
-    fl_rounds = drive(server, args.rounds, "flower_sim")
+    # alternate the two, round by round, so that a load change on a shared machine hits both
+    in_round, fl_round = round_timer(reference), round_timer(server)
+    in_rounds, fl_rounds = [], []
+    for r in range(args.rounds):
+        in_rounds.append(in_round(r))
+        fl_rounds.append(fl_round(r))
+        print(
+            f"round {r}: in-process {in_rounds[-1]:.3f} s, Flower {fl_rounds[-1]:.3f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     started = time.perf_counter()
     dispatcher.detach()
     session.close()
@@ -125,8 +143,9 @@ def main() -> int:
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.",
         "",
         f"Workload: fedavg_mnist twin, {args.clients} clients, {args.rounds} rounds, 10 local steps of batch 32; "
-        f"in-process with {args.threads} torch threads; Flower with {nodes} virtual SuperNodes, one "
-        "ClientApp actor per CPU, 1 torch thread each.",
+        f"{args.cpus} CPU(s) each: in-process with {args.cpus} torch thread(s); Flower with {nodes} virtual "
+        f"SuperNodes on Ray limited to {args.cpus} CPU(s), one ClientApp actor per CPU, 1 torch thread each. "
+        "Rounds alternate (in-process r, Flower r) so that load changes hit both.",
         "",
         "| round | in-process s | Flower s | ratio |",
         "|---:|---:|---:|---:|",
