@@ -167,7 +167,9 @@ class NonFiniteLossGuard(L.Callback):
     update case names the key of the update (``fl_strategy.server_lr`` for a server step). The checks
     stay on the device; the host looks at them every ``check_every_n_steps`` steps and at the end of
     each epoch, then reports the *first* bad step. ``lower_keys`` (``{"loss": key, "update": key}``)
-    is filled by ``runner.train`` from the run's config (:func:`divergence_keys`).
+    is filled by ``runner.train`` from the run's config (:func:`divergence_keys`); a nested training
+    (:func:`runner.nested.nested_trainer`) passes its ``stage`` name, which starts the message, and
+    its recipe's key, whose value is then read from the optimizer (its initial lr) when it starts.
     """
 
     def __init__(
@@ -176,7 +178,9 @@ class NonFiniteLossGuard(L.Callback):
         max_loss: float = 1.0e8,
         max_abs: float = 1.0e6,
         lower_keys: dict[str, str] | None = None,
+        stage: str | None = None,
     ) -> None:
+        self.stage = stage
         self.check_every_n_steps = max(1, int(check_every_n_steps))
         self.max_loss = float(max_loss)
         self.max_abs = float(max_abs)
@@ -190,6 +194,13 @@ class NonFiniteLossGuard(L.Callback):
         if not params:
             return None
         return torch.stack(torch._foreach_norm(params, float("inf"))).max()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
+        if groups:  # the lr the recipe set (a scheduler keeps it as initial_lr)
+            lr = groups[0].get("initial_lr", groups[0].get("lr"))
+            for key in self.lower_keys.values():
+                self.lower_values.setdefault(key, lr)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -252,6 +263,7 @@ class NonFiniteLossGuard(L.Callback):
         if key:
             hint = f"; lower {key}" + (f" (now {self.lower_values[key]})" if key in self.lower_values else "")
         return (
-            f"training diverged at global step {step}, epoch {epoch}, batch {batch_idx}: {what}; "
+            (f"{self.stage}: " if self.stage else "")
+            + f"training diverged at global step {step}, epoch {epoch}, batch {batch_idx}: {what}; "
             f"loss terms: {shown}{hint}"
         )

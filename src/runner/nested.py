@@ -10,6 +10,12 @@ to know the debug modes exist. :func:`debug_limits` is also part of each nested 
 (only when it is not empty, so normal runs keep their keys): a one-batch teacher is never reused by
 a full run.
 
+Divergence. Every nested Trainer carries the runner's :class:`~runner.callbacks.NonFiniteLossGuard`
+with the stage's name and the config key of its learning rate (``lower_key``): a NaN / inf or
+exploding loss (or parameters) in a teacher, the student-alone reference or the fawning LM stops the
+whole run with the same one line as the outer training, starting with the stage's name and saying
+which key to lower.
+
 What a person sees. A run with nested trainings announces its stages first (:func:`announce_stages`:
 what will be trained, what is cached), and each nested training shows a rich progress bar over all
 its steps with the elapsed time and an ETA (:class:`StageProgress`), plus one log line per epoch in
@@ -28,6 +34,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import lightning as L
+
+from runner.callbacks import NonFiniteLossGuard
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +120,16 @@ def apply_limits(settings: dict[str, Any], limits: Mapping[str, Any]) -> dict[st
     return out
 
 
-def nested_trainer(stage: str, callbacks: Sequence[L.Callback] = (), **settings: Any) -> L.Trainer:
+def nested_trainer(
+    stage: str, callbacks: Sequence[L.Callback] = (), lower_key: str | None = None, **settings: Any
+) -> L.Trainer:
     """A Lightning Trainer for one nested training named ``stage``, with the run's debug limits.
 
     Defaults: one device, no logger, no checkpoints, no model summary, no sanity check, Lightning's
     own progress bar off (the :class:`StageProgress` bar replaces it). ``settings`` are the nested
-    recipe's Trainer arguments (``max_epochs``, ``max_steps``, ``accelerator``, ...).
+    recipe's Trainer arguments (``max_epochs``, ``max_steps``, ``accelerator``, ...). ``lower_key``
+    is the config key of the nested recipe's learning rate, named when the training diverges
+    (:func:`divergence_guard`).
     """
     base = {
         "devices": 1,
@@ -132,7 +144,16 @@ def nested_trainer(stage: str, callbacks: Sequence[L.Callback] = (), **settings:
     if limits:
         log.info("%s: debug limits of this run applied: %s", stage, describe_limits(limits))
     with quiet_lightning_info():
-        return L.Trainer(callbacks=[StageProgress(stage), *callbacks], **merged)
+        return L.Trainer(
+            callbacks=[StageProgress(stage), divergence_guard(stage, lower_key), *callbacks], **merged
+        )
+
+
+def divergence_guard(stage: str, lower_key: str | None = None) -> L.Callback:
+    """The runner's divergence guard for the nested training ``stage`` (its one-line error starts
+    with ``stage`` and names ``lower_key``, with the recipe's value read from the optimizer)."""
+    keys = {"loss": lower_key, "update": lower_key} if lower_key else None
+    return NonFiniteLossGuard(lower_keys=keys, stage=stage)
 
 
 def describe_limits(limits: Mapping[str, Any] | None = None) -> str:

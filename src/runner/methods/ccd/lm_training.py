@@ -195,7 +195,12 @@ def trained_twin_lm(
             scheduler=warmup_cosine,
         )
         trainer = nested_trainer(
-            "fawning LM", max_steps=max_steps, max_epochs=-1, accelerator=accelerator, limit_val_batches=0
+            "fawning LM",
+            lower_key="model.lr",  # conf/model/lm_tiny_gpt2.yaml
+            max_steps=max_steps,
+            max_epochs=-1,
+            accelerator=accelerator,
+            limit_val_batches=0,
         )
         trainer.fit(module, datamodule=datamodule)
     lm.cpu().eval()

@@ -328,6 +328,7 @@ class DualTeacherDistillation(VideoClassificationModule):
                     self._input_key(name),
                     self._recipe(),
                     training["cache_dir"],
+                    lower_key="method.distill.teacher_training.optimizer.lr",
                 )
             load_local_weights(self.teachers[name], path, strict_head=True)
             self.teachers[name].requires_grad_(False).eval()
@@ -364,6 +365,7 @@ class DualTeacherDistillation(VideoClassificationModule):
             "video",
             recipe,
             self.settings["teacher_training"]["cache_dir"],
+            lower_key="method.optimizer.lr",  # the reference trains with this run's optimizer
         )
         self.reference_results["student_alone_acc"] = float(meta.get("test_acc", float("nan")))
 

@@ -104,8 +104,10 @@ def train_supervised(
     limit_train_batches: int | float | None = None,
     seed: int = 0,
     name: str = "network",
+    lower_key: str | None = None,
 ) -> float:
-    """Train ``net`` in place with cross-entropy; return its test top-1 accuracy."""
+    """Train ``net`` in place with cross-entropy; return its test top-1 accuracy. ``lower_key``: the
+    config key of ``optimizer``'s lr, named if the training diverges (:func:`runner.nested.nested_trainer`)."""
     dm = copy.copy(datamodule)  # own ``trainer`` attribute; shares the readers and datasets
     module = _ViewClassifier(
         net, num_classes=num_classes, optimizer=optimizer, scheduler=scheduler, input_key=input_key
@@ -113,6 +115,7 @@ def train_supervised(
     with isolated_rng(seed):
         trainer = nested_trainer(
             name,
+            lower_key=lower_key,
             max_epochs=int(max_epochs),
             accelerator="auto",
             limit_val_batches=0,
@@ -154,9 +157,11 @@ def ensure_trained(
     input_key: str,
     recipe: Mapping[str, Any],
     cache_dir: str | os.PathLike,
+    lower_key: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """The checkpoint of the network ``spec`` trained with ``recipe`` on this data, training it
-    (and saving ``{"state_dict", "meta"}``) if it is not cached yet. Returns ``(path, meta)``."""
+    (and saving ``{"state_dict", "meta"}``) if it is not cached yet. Returns ``(path, meta)``.
+    ``lower_key``: the config key of the recipe's lr (named if the training diverges)."""
     path = checkpoint_path(spec, datamodule, input_key, recipe, cache_dir)
     key = path.stem
     if path.is_file():
@@ -183,6 +188,7 @@ def ensure_trained(
                 recipe.get("limit_train_batches"),
                 int(recipe.get("seed", 0)),
                 name,
+                lower_key,
             )
             meta = {
                 "name": name,

@@ -29,6 +29,7 @@ from runner.checkpointing import AtomicCheckpointIO
 from runner.errors import UserError
 from runner.methods.dual_teacher.cache import sha256_file, stable_hash
 from runner.methods.dual_teacher.teacher_training import describe_callable
+from runner.nested import divergence_guard
 from runner.utils import isolated_rng
 
 from .network import OVGHQNet
@@ -96,8 +97,11 @@ def train_expert(
         test_conditions=[],
     )
     dm = copy.copy(datamodule)
+    own_lr = optimizer is not module_template.optimizer_factory
+    lr_key = "method.distill.expert_training.optimizer.lr" if own_lr else "method.optimizer.lr"
     with isolated_rng(int(recipe["seed"])):
         trainer = L.Trainer(
+            callbacks=[divergence_guard("segment+text expert", lr_key)],  # one line naming lr_key
             max_epochs=int(recipe["max_epochs"]),
             accelerator="auto",
             devices=1,
