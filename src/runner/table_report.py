@@ -230,6 +230,66 @@ def section_table(section_spec: dict, cells: dict) -> list[str]:
     return lines
 
 
+def cells_figure(cells: dict, section_spec: dict, metric: str, out_file: Path, final: bool = False) -> bool:
+    """One panel per grid cell with ``metric``'s curve (mean over seeds) of every arm, or with ``final``
+    its final value as a bar per arm (mean, the seeds' std as error bar, the value written); False if
+    there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from runner.report import read_curves
+
+    arms = list(section_spec["arms"])
+    colours = {arm: plt.get_cmap("tab10")(i % 10) for i, arm in enumerate(arms)}
+    cols = min(3, len(cells))
+    rows = math.ceil(len(cells) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False, sharey=not final, sharex=final
+    )
+    drawn = False
+    for ax, (cell, members) in zip(axes.flat, cells.items(), strict=False):
+        if final:
+            present = [arm for arm in arms if finals_of(members)(arm, metric)]
+            values = [finals_of(members)(arm, metric) for arm in present]
+            means = [statistics.fmean(v) for v in values]
+            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+            ax.barh(range(len(present)), means, xerr=stds, color=[colours[a] for a in present], capsize=2)
+            for y, (m, sd) in enumerate(zip(means, stds, strict=True)):
+                ax.text(m + sd, y, f" {m:.3f}", va="center", fontsize=7)
+            ax.set_yticks(range(len(present)), [""] * len(present))
+            ax.invert_yaxis()
+            ax.set_xlabel(f"{metric} (final, mean ± std)", fontsize=7)
+            drawn = drawn or bool(present)
+        else:
+            for arm, jobs in members.items():
+                series = [pd.Series(c) for job in jobs if (c := read_curves(job["dir"]).get(metric))]
+                if series:
+                    mean = pd.concat(series, axis=1).mean(axis=1).sort_index()
+                    ax.plot(mean.index, mean.values, marker="o", markersize=2, color=colours[arm])
+                    drawn = True
+            ax.set_xlabel("epoch (one evaluation each)", fontsize=7)
+        tuned = sorted({j["tuned"] for jobs in members.values() for j in jobs if "tuned" in j})
+        ax.set_title(cell_name(cell) + (" (each at its best)" if tuned else ""), fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(cells) :]:
+        fig.delaxes(ax)
+    if not drawn:
+        plt.close(fig)
+        return False
+    if not final:
+        fig.supylabel(metric)
+    handles = [plt.Line2D([], [], color=colours[a], linewidth=2) for a in arms]
+    labels = [section_spec["arms"][a]["label"] for a in arms]
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(arms)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, (0.05 + 0.03 * math.ceil(len(arms) / 3)) / rows, 1, 1))
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def wall_minutes(sweep_dir: Path) -> tuple[float, float]:
     """(wall minutes from the first job's start to the last metrics.json, sum of the jobs' own minutes)."""
     starts = [p.stat().st_mtime for p in sweep_dir.glob("*/.hydra/config.yaml")]
@@ -296,6 +356,18 @@ def build_table_report(
                     label = section_spec["arms"][arm]["label"]
                     metrics = {k: v for k, v in job["metrics"].items() if k in shown}
                     plotted.append({**job, "metrics": metrics, "group": f"{label} {cell_name(cell)}".strip()})
+        if len(cells) > 1:  # a grid: one panel per cell, a curve per arm
+            figure = sweep_dir / f"results_{section}_cells.png"
+            metric = table.get("curve") or (table.get("tune") or {}).get("select") or "val/acc"
+            if cells_figure(cells, section_spec, str(metric), figure):
+                figures.append(figure)
+                parts += ["", f"![{section_spec['label']}: {metric} per cell]({figure.name})"]
+            headline = next(iter(metric_columns(section_spec, members)), None)
+            figure = sweep_dir / f"results_{section}.png"
+            if headline and cells_figure(cells, section_spec, headline, figure, final=True):
+                figures.append(figure)
+                parts += ["", f"![{section_spec['label']}: {headline} per cell]({figure.name})"]
+            continue
         figure = sweep_dir / f"results_{section}.png"
         if plotted and plot_curves(plotted, figure, title=section_spec["label"]):
             figures.append(figure)
