@@ -268,3 +268,16 @@ def test_a_claim_checked_in_several_sections_gets_a_summary_line(tmp_path):
     )
     assert "- [main] `method > baseline on test/acc`: **holds**" in markdown
     assert "- [other] `method > baseline on test/acc`: **not separable**" in markdown
+
+
+def test_a_grid_section_gets_a_panel_per_cell_and_claims_per_cell(tmp_path):
+    table = {**TABLE, "claims": ["method > baseline on test/acc"], "trivial": None}
+    table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "1.0"]}}}
+    accuracy = {arm: [*values, *values] for arm, values in ACCURACY.items()}
+    tuned = {arm: [("0.1", 0.5)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
+    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+    markdown = build_report(tmp_path / "sweep")
+    assert "- `method > baseline on test/acc`: holds in 2 of 2 sections / cells" in markdown
+    assert "[lr=0.1]" in markdown and "[lr=1.0]" in markdown
+    assert (tmp_path / "sweep" / "results_main_cells.png").stat().st_size > 1000  # val/acc curves per cell
+    assert (tmp_path / "sweep" / "results_main.png").stat().st_size > 1000  # test/acc bars per cell
