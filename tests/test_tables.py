@@ -14,6 +14,7 @@ import yaml
 from hydra_plugins.runner_table_sweeper.sweeper import contiguous_batches
 from runner.errors import UserError
 from runner.tables import expand, merge_overrides, sections
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = sorted(p.stem for p in (REPO / "conf" / "table").glob("*.yaml") if not p.stem.startswith("_"))
@@ -186,3 +187,17 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "2 already finished (kept)" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["table.select=[nope]"], "table.select=['nope']: no section or arm of the table matches"),
+        (["trainer.max_epochs=1,2"], "a table sweeps its own arms and seeds"),
+    ],
+)
+def test_a_table_sweep_mistake_is_one_line_and_exit_2(tmp_path, args, message):
+    result = run_cli(["-m", "table=nlgcl", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "sweep").glob("*/.hydra"))  # nothing ran

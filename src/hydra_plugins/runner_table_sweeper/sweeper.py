@@ -17,6 +17,8 @@ train something the other jobs share) run as a batch of their own before the res
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,15 @@ class RunnerTableSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        jobs, n_first = self.jobs(arguments)
+        from runner.errors import UserError
+
+        try:
+            jobs, n_first = self.jobs(arguments)
+        except UserError as err:  # a user's mistake: one line and exit 2, as python -m runner's own
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         pending = [
             i
             for i, overrides in jobs.items()
