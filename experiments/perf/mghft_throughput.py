@@ -115,13 +115,13 @@ def main() -> None:
     load = "" if cuda else f", load average {os.getloadavg()[0]:.1f}"
     setting = f"{'twin PVT' if args.twin else 'PVT v1-small'} {size}px, batch {args.batch}, {'bf16' if args.bf16 else 'fp32'}"
     print(f"{setting} on {device}{load}")
-    print(f"visual-only PVT: {1 / per_image['visual']:.1f} training images/s")
-    print(f"MGHFT:           {1 / per_image['mghft']:.1f} training images/s")
+    print(f"visual-only PVT: {1 / per_image['visual']:.3g} training images/s")
+    print(f"MGHFT:           {1 / per_image['mghft']:.3g} training images/s")
     print(f"MGHFT / visual-only time per image: {ratio:.2f}x (goal <= 1.3x)")
     if args.out:
         with open(args.out, "a") as fh:
             fh.write(
-                f"| {setting} | {device}{load} | {1 / per_image['visual']:.1f} | {1 / per_image['mghft']:.1f} | {ratio:.2f} |\n"
+                f"| {setting} | {device}{load} | {1 / per_image['visual']:.3g} | {1 / per_image['mghft']:.3g} | {ratio:.2f} |\n"
             )
 
 

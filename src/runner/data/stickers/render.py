@@ -157,7 +157,7 @@ def _body(draw: ImageDraw.ImageDraw, species: str, cx: float, cy: float, r: floa
 
 def _face(draw: ImageDraw.ImageDraw, face: str, cx: float, cy: float, r: float, width: int) -> None:
     """Eyes, brows, mouth and expression marks of ``face`` on a head centred at (cx, cy)."""
-    ex, ey, er = 0.38 * r, cy - 0.12 * r, 0.11 * r
+    ex, ey, er = 0.4 * r, cy - 0.12 * r, 0.14 * r
     my = cy + 0.35 * r
     w = max(1, width)
     eyes = [(cx - ex, ey), (cx + ex, ey)]
@@ -250,15 +250,16 @@ def render_sticker(
     background = tuple(int(235 + rng.random() * 20) for _ in range(3))
     img = Image.new("RGB", (big, big), background)
     draw = ImageDraw.Draw(img)
-    r = big * (0.27 + 0.06 * rng.random())
-    cx = big / 2 + (rng.random() - 0.5) * big * 0.12
-    cy = big / 2 + 0.06 * big + (rng.random() - 0.5) * big * 0.1
-    width = max(1, big // 48)
+    # a big head filling most of the sticker (sticker faces are the message); modest jitter
+    r = big * (0.33 + 0.05 * rng.random())
+    cx = big / 2 + (rng.random() - 0.5) * big * 0.08
+    cy = big / 2 + 0.05 * big + (rng.random() - 0.5) * big * 0.06
+    width = max(1, big // 36)
     shade = [max(0, min(255, int(c + rng.randint(-15, 15)))) for c in colour]
     _body(draw, species, cx, cy, r, tuple(shade), width)
     _face(draw, FACE_OF.get(face_emotion, face_emotion), cx, cy, r, width)
     if caption:
         y = big * 0.04 if rng.random() < 0.5 else big * 0.84
         draw.text((big * 0.08 + rng.random() * big * 0.3, y), caption, fill=INK, font_size=int(big * 0.11))
-    img = img.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR, fillcolor=background)
+    img = img.rotate(rng.uniform(-8, 8), resample=Image.Resampling.BILINEAR, fillcolor=background)
     return img.resize((size, size), Image.Resampling.LANCZOS)

@@ -158,7 +158,7 @@ class _TwinBase(CachedTwin):
 class SER30KTwin(_TwinBase):
     """The SER30K-layout sticker twin (module docstring)."""
 
-    RECIPE_VERSION = 2
+    RECIPE_VERSION = 3
 
     def write(self, out: str) -> None:
         root = Path(out)
@@ -199,7 +199,7 @@ class SER30KTwin(_TwinBase):
 class MetMemeTwin(_TwinBase):
     """The MET-MEME-layout twin (module docstring): one language's files."""
 
-    RECIPE_VERSION = 2
+    RECIPE_VERSION = 3
 
     def __init__(self, language: str = "E", **kwargs) -> None:
         super().__init__(**kwargs)
