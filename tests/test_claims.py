@@ -281,3 +281,18 @@ def test_a_grid_section_gets_a_panel_per_cell_and_claims_per_cell(tmp_path):
     assert "[lr=0.1]" in markdown and "[lr=1.0]" in markdown
     assert (tmp_path / "sweep" / "results_main_cells.png").stat().st_size > 1000  # val/acc curves per cell
     assert (tmp_path / "sweep" / "results_main.png").stat().st_size > 1000  # test/acc bars per cell
+
+
+def test_two_metrics_of_the_same_runs_are_compared_paired_by_seed():
+    from runner.claims import paired
+
+    # seeds differ a lot from each other, the difference within each seed is small but consistent
+    clean, greedy = [0.60, 0.80, 0.95], [0.59, 0.789, 0.94]
+    assert welch(clean, greedy).verdict == NOT_SEPARABLE
+    assert paired(clean, greedy).verdict == HOLDS
+    values = {"test/a": clean, "test/b": greedy}
+    claim = parse_claim("run[test/a] > run[test/b]")
+    verdict = check_claim(claim, lambda arm, metric: values[metric], arms=["run"])
+    assert verdict.verdict == HOLDS and verdict.detail.startswith("paired")
+    exact = parse_claim("run[test/a] > run[test/a] - 0.01")  # the same metric shifted: exact in every seed
+    assert check_claim(exact, lambda arm, metric: values[metric], arms=["run"]).p_value == 0.0

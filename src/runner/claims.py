@@ -13,7 +13,8 @@ arms, on the seeds' values: **holds** when the difference is in the claimed dire
 two-sided t-test (unequal variances, ``scipy.stats.ttest_ind(equal_var=False)``) gives p < alpha
 (``table.alpha``, default 0.05); **does not hold** when it is significant the other way; **not
 separable** when p >= alpha (the difference is within the seeds' noise) or a side has fewer than two
-seeds. "reaches ... before" compares the evaluation index (epoch) at which each seed's curve first
+seeds. Two metrics of the same arm (``ccd[a] > ccd[b]``) come from the same runs: they are compared
+with the paired t-test over seeds (``scipy.stats.ttest_rel``) instead. "reaches ... before" compares the evaluation index (epoch) at which each seed's curve first
 reaches the target; a seed that never reaches it counts as one evaluation after its last.
 
 The trivial baseline (``table.trivial``: an arm, or a constant such as chance)::
@@ -144,6 +145,36 @@ def welch(
     return Verdict(HOLDS if in_direction else FAILS, left, right, p_value)
 
 
+def paired(
+    left: Sequence[float], right: Sequence[float], op: str = ">", alpha: float = DEFAULT_ALPHA
+) -> Verdict:
+    """Like :func:`welch` for two metrics of the same runs (``left[i]`` and ``right[i]`` from one seed's
+    run): the paired two-sided t-test over seeds (``scipy.stats.ttest_rel``); differences that are the
+    same in every seed are exact (p = 0)."""
+    left, right = [float(v) for v in left], [float(v) for v in right]
+    if len(left) != len(right) or len(left) < 2:
+        return Verdict(NOT_SEPARABLE, left, right, math.nan, "fewer than 2 paired seeds: no test")
+    differences = [a - b for a, b in zip(left, right, strict=True)]
+    mean = statistics.fmean(differences)
+    if statistics.pvariance(differences) < 1e-24:
+        if abs(mean) < 1e-12:
+            return Verdict(NOT_SEPARABLE, left, right, 1.0, "identical in every seed (paired)")
+        p_value = 0.0
+    else:
+        import warnings
+
+        from scipy.stats import ttest_rel
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p_value = float(ttest_rel(left, right).pvalue)
+    detail = "paired over seeds"
+    if not p_value < alpha:
+        return Verdict(NOT_SEPARABLE, left, right, p_value, detail)
+    in_direction = mean > 0 if op == ">" else mean < 0
+    return Verdict(HOLDS if in_direction else FAILS, left, right, p_value, detail)
+
+
 def one_sample(values: Sequence[float], constant: float, alpha: float = DEFAULT_ALPHA) -> Verdict:
     """Whether ``mean(values) > constant`` by the one-sample two-sided t-test at ``alpha``."""
     values = [float(v) for v in values]
@@ -197,6 +228,8 @@ def check_claim(
         right = [v + claim.margin for v in finals(claim.right, claim.right_metric)]
         if not left or not right:
             return None
+        if claim.left == claim.right and len(left) == len(right):  # two metrics of the same runs
+            return paired(left, right, claim.op, alpha)
         return welch(left, right, claim.op, alpha)
     assert curves is not None, "a 'reaches' claim needs the runs' curves"
     target = claim.target
@@ -238,8 +271,11 @@ def claim_line(claim: Claim, verdict: Verdict | None, where: str = "") -> str:
     )
     shift = f" (shifted by {claim.margin:+g})" if claim.margin else ""
     values = f"{claim.left} {_summary(verdict.left)} vs {right_name}{shift} {_summary(verdict.right)}"
-    p = "no test" if math.isnan(verdict.p_value) else f"Welch p = {verdict.p_value:.3g}"
-    extra = f"; {verdict.detail}" if verdict.detail else ""
+    test = "paired t" if verdict.detail.startswith("paired") else "Welch"
+    p = "no test" if math.isnan(verdict.p_value) else f"{test} p = {verdict.p_value:.3g}"
+    if verdict.p_value == 0:
+        p = f"{test}: exact, the same difference in every seed"
+    extra = f"; {verdict.detail}" if verdict.detail and test == "Welch" else ""
     paper = f" — paper: {claim.paper}" if claim.paper else ""
     return f"{prefix}**{verdict.verdict}** ({unit}: {values}; {p}{extra}){paper}"
 

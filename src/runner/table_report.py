@@ -157,7 +157,8 @@ def claims_section(table: dict, organised: dict) -> list[str]:
         "",
         f"Each claim on the seeds' values: **holds** = the difference is in the claimed direction and Welch's "
         f"two-sided t-test (unequal variances) gives p < {alpha:g}; **does not hold** = significant in the "
-        f"other direction; **not separable** = p ≥ {alpha:g} (within the seeds' noise) or fewer than 2 seeds.",
+        f"other direction; **not separable** = p ≥ {alpha:g} (within the seeds' noise) or fewer than 2 seeds. "
+        "Two metrics of the same runs (`arm[a] > arm[b]`) are compared with the paired t-test over seeds.",
         "",
     ]
     multi = len(organised) > 1
@@ -209,6 +210,15 @@ def section_table(section_spec: dict, cells: dict) -> list[str]:
     members = [j for arms in cells.values() for jobs in arms.values() for j in jobs]
     columns = list(dict.fromkeys(metric_columns(section_spec, members)))
     tuned = any("tuned" in j for j in members)
+    if len(cells) == 1 and len(next(iter(cells.values()))) == 1 and not tuned:  # one row: metrics as rows
+        ((arm, jobs),) = next(iter(cells.values())).items()
+        seeds = ",".join(str(j["seed"]) for j in sorted(jobs, key=lambda j: j["seed"] or 0))
+        lines = [f"| metric | {section_spec['arms'][arm]['label']} (seeds {seeds}) |", "|---|---|"]
+        for name in columns:
+            values = [j["metrics"][name] for j in jobs if isinstance(j["metrics"].get(name), int | float)]
+            values = [v for v in values if math.isfinite(v)]
+            lines.append(f"| {name} | {mean_std(values) if values else '–'} |")
+        return lines
     header = ["arm", *(["cell"] if any(cells) else []), *(["tuned"] if tuned else []), "seeds", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cell, arms in cells.items():
