@@ -240,6 +240,41 @@ def section_table(section_spec: dict, cells: dict) -> list[str]:
     return lines
 
 
+def metrics_figure(jobs: list[dict], names: list[str], out_file: Path, title: str) -> bool:
+    """The metrics of one arm as horizontal bars (mean, the seeds' std, the value written), one panel per
+    last name part (``test/<decoder>/induced_acc`` -> panel ``induced_acc``, a bar per decoder)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        panels[name.rsplit("/", 1)[-1]].append(name)
+    panels = {k: v for k, v in panels.items() if any(finals_of({"a": jobs})("a", n) for n in v)}
+    if not panels:
+        return False
+    height = max(len(v) for v in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.9 + 0.32 * height), squeeze=False)
+    for ax, (panel, members) in zip(axes[0], panels.items(), strict=True):
+        values = [finals_of({"a": jobs})("a", n) for n in members]
+        means = [statistics.fmean(v) if v else math.nan for v in values]
+        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        ax.barh(range(len(members)), means, xerr=stds, color="tab:blue", alpha=0.8, capsize=2)
+        for y, (m, sd) in enumerate(zip(means, stds, strict=True)):
+            ax.text(m + sd, y, f" {m:.3f}", va="center", fontsize=7)
+        labels = [n.removeprefix("test/").removesuffix("/" + panel) for n in members]
+        ax.set_yticks(range(len(members)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{panel} (mean ± std over seeds)", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def cells_figure(cells: dict, section_spec: dict, metric: str, out_file: Path, final: bool = False) -> bool:
     """One panel per grid cell with ``metric``'s curve (mean over seeds) of every arm, or with ``final``
     its final value as a bar per arm (mean, the seeds' std as error bar, the value written); False if
@@ -314,6 +349,14 @@ def wall_minutes(sweep_dir: Path) -> tuple[float, float]:
     return wall, own / 60
 
 
+def as_typed(path: Path) -> str:
+    """``path`` relative to the working folder when it is inside it (as a user would type it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def command_of(sweep_dir: Path) -> str:
     path = sweep_dir / "multirun.yaml"
     if path.is_file():
@@ -340,7 +383,7 @@ def build_table_report(
         f"# {table.get('title') or table.get('name')}",
         "",
         f"Produced by `{command_of(sweep_dir)}` (every job runs `python -m runner`'s normal flow) and "
-        f"`python -m runner.report {sweep_dir}{f' --out {out}' if out else ''}`: {len(jobs)} finished job(s), "
+        f"`python -m runner.report {as_typed(sweep_dir)}{f' --out {as_typed(out)}' if out else ''}`: {len(jobs)} finished job(s), "
         f"{wall:.1f} min wall"
         + (f" with {parallel} job(s) at a time" if parallel else "")
         + f"; the jobs' own run times sum to {own:.1f} min. Values: mean ± std over seeds.",
@@ -357,6 +400,13 @@ def build_table_report(
             parts.append("(no finished job)")
             continue
         parts += section_table(section_spec, cells)
+        if len(cells) == 1 and len(next(iter(cells.values()))) == 1:  # one arm: its metrics as bars
+            ((arm, jobs),) = next(iter(cells.values())).items()
+            figure = sweep_dir / f"results_{section}.png"
+            if metrics_figure(jobs, metric_columns(section_spec, jobs), figure, section_spec["label"]):
+                figures.append(figure)
+                parts += ["", f"![{section_spec['label']}]({figure.name})"]
+            continue
         plotted = []
         members = [j for arms in cells.values() for jobs in arms.values() for j in jobs]
         shown = set(metric_columns(section_spec, members))
