@@ -279,6 +279,9 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "twin.*_prob": FRACTION,
         "twin.*_noise": "number >= 0",
         "twin.style_strength": "number >= 0",
+        "twin.test_fraction": "(0, 1)",  # styled-object twins: share of each class in the test split
+        "twin.contrast": "number > 0",  # semantic CIFAR twin: pattern amplitude and MDS sharpening power
+        "twin.semantic_power": "number > 0",
         "twin.image_g_distortion": "number >= 0",
         "twin.clip_seconds": "number > 0",
         "twin.*": COUNT,  # counts and sizes of the twins (clips, users, image size, fps, ...)

@@ -14,7 +14,9 @@ from runner.data.domains.mini_imagenet import read_mini_imagenet
 from runner.data.domains.styled_objects import (
     PACS_CLASSES,
     PACS_DOMAINS,
+    PARTS_PER_CLASS,
     StyledObjectsTwin,
+    class_templates,
     mini_imagenet_wnids,
 )
 from runner.errors import UserError
@@ -44,6 +46,39 @@ def test_pacs_twin_read_by_the_domain_reader(tmp_path):
         assert np.bincount(arrays.labels, minlength=7).tolist() == [4] * 7  # 70 % of 6
     # sketch is mostly white, photo is not
     assert data["sketch"].images.mean() > data["photo"].images.mean() + 40
+
+
+def _same_part(a: dict, b: dict) -> bool:
+    return (
+        a["kind"] == b["kind"]
+        and np.array_equal(a["centre"], b["centre"])
+        and np.array_equal(a["half"], b["half"])
+    )
+
+
+def test_styled_object_classes_overlap_but_differ():
+    templates = class_templates(10, seed=0)
+    for k in range(1, 10):  # every class shares all but one part with an earlier class
+        shared = [
+            sum(_same_part(p, q) for p, q in zip(templates[k], templates[j], strict=True)) for j in range(k)
+        ]
+        assert max(shared) == PARTS_PER_CLASS - 1, (k, shared)
+    signatures = {tuple((p["kind"], *p["centre"].round(6)) for p in t) for t in templates}
+    assert len(signatures) == 10  # no two classes alike
+
+
+def test_styled_twin_test_fraction_sets_the_split_and_the_recipe(tmp_path):
+    twin = StyledObjectsTwin(
+        "domains", PACS_CLASSES, {"photo": "photo"}, per_class=10, size=16, test_fraction=0.6
+    )
+    root = twin.ensure(str(tmp_path / "pacs"))
+    train = read_domain_folders(root, ["photo"], "train", size=16, dataset_name="pacs")["photo"]
+    test = read_domain_folders(root, ["photo"], "test", size=16, dataset_name="pacs")["photo"]
+    assert np.bincount(train.labels).tolist() == [4] * 7 and np.bincount(test.labels).tolist() == [6] * 7
+    default = StyledObjectsTwin("domains", PACS_CLASSES, {"photo": "photo"}, per_class=10, size=16)
+    assert default.recipe_hash() != twin.recipe_hash()
+    with pytest.raises(UserError, match="test_fraction"):
+        StyledObjectsTwin("domains", PACS_CLASSES, {"photo": "photo"}, test_fraction=1.0)
 
 
 def test_domain_reader_errors(tmp_path):

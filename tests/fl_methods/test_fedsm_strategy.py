@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 
 from runner.compose import compose_run_config
 from runner.data.images.semantic_cifar import (
-    CIFAR10_STYLES,
     CIFAR100_COARSE,
     CIFAR100_FINE,
     SemanticCifarTwin,
+    class_codes,
 )
 from runner.federated import FederatedModule
 from runner.federated.simulator import ClientData, ParamLayout
@@ -271,25 +271,61 @@ def test_resnet8_is_an_fl_model_with_features():
         ResNet8(3, 10, norm="layer")
 
 
-def test_semantic_twin_pairs_share_a_shape_and_cifar100_has_real_names(tmp_path):
-    for a, b in (("cat", "dog"), ("automobile", "truck"), ("deer", "horse"), ("airplane", "ship")):
-        assert CIFAR10_STYLES[a][1] == CIFAR10_STYLES[b][1] and CIFAR10_STYLES[a][0] != CIFAR10_STYLES[b][0]
-    assert len(set(CIFAR10_STYLES.values())) == 10
-    twin = SemanticCifarTwin("cifar100", train_per_class=1, test_per_class=1)
-    styles = [twin._style(c) for c in range(100)]
-    assert len(set(styles)) == 100
-    lion, tiger, rose = (CIFAR100_FINE.index(n) for n in ("lion", "tiger", "rose"))
-    assert styles[lion][1] == styles[tiger][1] != styles[rose][1]
-    from runner.data.images import CifarReader
+class SeededEncoder:
+    """A stand-in class-name encoder: a seeded random embedding per name, with the second name a
+    near copy of the first (so its nearest neighbour is known)."""
 
+    def encode(self, names):
+        table = torch.randn(len(names), 16, generator=torch.Generator().manual_seed(len(names)))
+        table[1] = table[0] + 0.1 * table[1]
+        return torch.nn.functional.normalize(table, dim=1)
+
+
+SEEDED = functools.partial(SeededEncoder)
+
+
+def test_twin_codes_keep_the_encoders_distances_and_their_ordering():
+    embeddings = SeededEncoder().encode(list(range(10)))
+    encoder_dist = torch.cdist(embeddings.double(), embeddings.double())
+    off = ~torch.eye(10, dtype=torch.bool)
+    exact = torch.cdist(*(torch.from_numpy(class_codes(embeddings, 9, power=1.0)),) * 2)
+    ratio = exact[off] / encoder_dist[off]
+    assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-6)  # same geometry, rescaled
+    assert float(exact[off].mean()) == pytest.approx(1.0)
+    sharp = torch.cdist(*(torch.from_numpy(class_codes(embeddings, 9, power=2.0)),) * 2)
+    assert torch.equal(sharp.argsort(1)[:, 1], encoder_dist.argsort(1)[:, 1])  # same nearest names
+
+    def nearest_over_mean(dist):  # classes 2..9 (0 and 1 are a near copy pair)
+        dist = dist.clone().fill_diagonal_(float("inf"))
+        return float((dist.min(1).values[2:] / dist[off].mean()).mean())
+
+    assert nearest_over_mean(sharp) < nearest_over_mean(encoder_dist) - 0.05  # near names come closer
+
+
+def test_semantic_twin_images_follow_the_encoder_and_cifar100_has_real_names(tmp_path):
+    from runner.data.images import CifarReader
+    from runner.data.images.cifar import load_cifar_pickle
+
+    twin = SemanticCifarTwin("cifar10", train_per_class=30, test_per_class=5, text_encoder=SEEDED)
+    root = twin.ensure(str(tmp_path / "c10"))
+    splits = CifarReader(root, variant="cifar10").load()
+    means = torch.stack([splits.x_train[splits.y_train == c].mean(0).flatten() for c in range(10)])
+    image_dist = torch.cdist(means, means)
+    image_dist.fill_diagonal_(float("inf"))
+    assert int(image_dist[0].argmin()) == 1  # the encoder's nearest name is the nearest-looking class
+    other = SemanticCifarTwin("cifar10", train_per_class=30, test_per_class=5, text_encoder=PAIRS)
+    assert other.recipe_hash() != twin.recipe_hash()  # another encoder: another twin
+
+    twin = SemanticCifarTwin(
+        "cifar100", train_per_class=1, test_per_class=1, text_encoder=SEEDED, code_dims=8
+    )
     root = twin.ensure(str(tmp_path / "c100"))
     splits = CifarReader(root, variant="cifar100").load()
     assert splits.class_names == CIFAR100_FINE and sorted(splits.y_train.tolist()) == list(range(100))
-    from runner.data.images.cifar import load_cifar_pickle
-
     batch = load_cifar_pickle(f"{root}/cifar-100-python/train")
     coarse_of = dict(zip(batch[b"fine_labels"], batch[b"coarse_labels"], strict=True))
     groups = sorted(CIFAR100_COARSE)
+    lion = CIFAR100_FINE.index("lion")
     assert CIFAR100_FINE[lion] in CIFAR100_COARSE[groups[coarse_of[lion]]]
 
 

@@ -26,7 +26,7 @@ from runner.errors import UserError, invalid_value, missing_dataset_root
 
 from .common import ArraySplits, CachedTwin
 
-__all__ = ["CIFAR10_NAMES", "CifarReader", "ProceduralCifarTwin"]
+__all__ = ["CIFAR10_NAMES", "CifarReader", "ProceduralCifarTwin", "object_mask"]
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -148,6 +148,22 @@ HUES = np.array(
 )
 
 
+def object_mask(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside-mask of shape ``kind`` (0 disc, 1 square, 2 triangle, 3 cross, 4 ring) in object
+    coordinates ``(u, v)`` (unit radius)."""
+    if kind == 0:
+        mask = u * u + v * v <= 1
+    elif kind == 1:
+        mask = np.maximum(abs(u), abs(v)) <= 0.8
+    elif kind == 2:
+        mask = (v <= 0.6) & (v >= -0.95 + 1.8 * abs(u))
+    elif kind == 3:
+        mask = (abs(u) <= 0.3) | (abs(v) <= 0.3)
+    else:
+        mask = (u * u + v * v <= 1) & (u * u + v * v >= 0.35)
+    return mask & (np.maximum(abs(u), abs(v)) <= 1.0)
+
+
 class ProceduralCifarTwin(CachedTwin):
     """CIFAR-format twin (see the module docstring)."""
 
@@ -195,15 +211,7 @@ class ProceduralCifarTwin(CachedTwin):
             theta = rng.uniform(0, np.pi)
             u = ((xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)) / radius
             v = (-(xx - cx) * np.sin(theta) + (yy - cy) * np.cos(theta)) / radius
-            kind = shape % 5
-            masks = (
-                u * u + v * v <= 1,
-                np.maximum(abs(u), abs(v)) <= 0.8,
-                (v <= 0.6) & (v >= -0.95 + 1.8 * abs(u)),
-                (abs(u) <= 0.3) | (abs(v) <= 0.3),
-                (u * u + v * v <= 1) & (u * u + v * v >= 0.35),
-            )
-            mask = masks[kind] & (np.maximum(abs(u), abs(v)) <= 1.0)
+            mask = object_mask(shape % 5, u, v)
             freq = 1.5 + (shape // 5) * 2.0
             stripes = (np.sin((u + 0.5 * v) * freq * np.pi) > 0).astype(np.float32)
             colour = np.clip(HUES[hue] + rng.normal(0, 15, 3), 0, 255)[:, None, None]

@@ -58,13 +58,8 @@ persistent buffers (checkpointed).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +67,7 @@ import torch
 from runner.errors import UserError, invalid_value
 from runner.federated.prototypes import class_means, global_prototypes
 from runner.federated.strategy import Strategy, round_generator
+from runner.models.text.embeddings import _EMBEDDINGS, class_name_embeddings  # noqa: F401 (re-exported)
 
 from .semantics import pseudo_features, retrain_linear_classifier, semantic_relevance
 
@@ -79,43 +75,7 @@ log = logging.getLogger("runner.fedsm")
 
 __all__ = ["FedSM", "class_name_embeddings"]
 
-_EMBEDDINGS: dict[str, torch.Tensor] = {}
 _HOOK_SALT = 7_654_321  # separates the hook's generator from the round's training generator
-
-
-def _encoder_key(encoder: Callable[[], Any], names: Sequence[str]) -> str:
-    """A stable description of (encoder constructor, class names) for the embedding cache."""
-    if isinstance(encoder, functools.partial):
-        func = encoder.func
-        desc = {"target": f"{func.__module__}.{func.__qualname__}", "args": repr(encoder.args)}
-        desc["kwargs"] = json.dumps(encoder.keywords, sort_keys=True, default=str)
-    else:
-        module = getattr(encoder, "__module__", type(encoder).__module__)
-        desc = {"target": f"{module}.{getattr(encoder, '__qualname__', type(encoder).__name__)}"}
-    desc["names"] = list(names)
-    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def class_name_embeddings(
-    encoder: Callable[[], Any], names: Sequence[str], cache_dir: str | None = None
-) -> torch.Tensor:
-    """``[C, e]`` text embeddings of ``names`` by ``encoder().encode``, computed once per
-    (encoder, names) and cached in memory and, with ``cache_dir``, in ``<cache_dir>/<key>.pt``."""
-    key = _encoder_key(encoder, names)
-    if key in _EMBEDDINGS:
-        return _EMBEDDINGS[key]
-    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
-    if path is not None and path.is_file():
-        embeddings = torch.load(path, weights_only=True)
-    else:
-        embeddings = encoder().encode(list(names)).float().cpu()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save(embeddings, tmp)
-            tmp.replace(path)
-    _EMBEDDINGS[key] = embeddings
-    return embeddings
 
 
 class FedSM(Strategy):
