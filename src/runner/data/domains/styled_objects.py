@@ -284,6 +284,11 @@ class StyledObjectsTwin(CachedTwin):
             "size": self.size,
             "seed": self.seed,
             "test_fraction": self.test_fraction,
+            **(
+                {"cinic_styles": dict(zip(CINIC_STYLES, CINIC_STYLE_SHARES, strict=True))}
+                if self.layout == "cinic10"
+                else {}
+            ),
         }
 
     def _fractions(self) -> tuple[float, ...]:
@@ -321,7 +326,9 @@ class StyledObjectsTwin(CachedTwin):
                 for i, split in enumerate(self._splits(rng, ("train", "valid", "test"), self._fractions())):
                     folder = os.path.join(out, split, name)
                     os.makedirs(folder, exist_ok=True)
-                    style = str(rng.choice(CINIC_STYLES, p=CINIC_STYLE_SHARES))  # CIFAR and ImageNet looks mixed
+                    style = str(
+                        rng.choice(CINIC_STYLES, p=CINIC_STYLE_SHARES)
+                    )  # CIFAR and ImageNet looks mixed
                     Image.fromarray(render_object(templates[k], style, rng, self.size)).save(
                         os.path.join(folder, f"{name}_{i:04d}.png")
                     )

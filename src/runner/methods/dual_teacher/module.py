@@ -15,9 +15,11 @@ Teachers: frozen, in eval mode across epochs (``train()`` is overridden), withou
 the optimizer and not in the student's checkpoints (``state_dict`` drops them; the checkpoint
 records each teacher's weight file path and sha256 under ``"teachers"``). A teacher whose
 ``checkpoint`` is null is trained first with the supervised video module and cached
-(:mod:`.teacher_training`). Each teacher reads the batch key of its
-``view`` (``video`` or ``video_<view>``: a temporally subsampled / differently cropped view of the
-same decoded clip, ``dataset.views``). ``distill.cache=true`` replaces the online teachers by a
+(:mod:`.teacher_training`); with a ``pretrain`` block (``{data: <a datamodule>, max_epochs, ...}``)
+it is first pretrained on that other dataset (the twin: Kinetics-400, as the paper's teachers are
+Kinetics-pretrained), then fine-tuned on the run's data, both cached. Each teacher reads the batch
+key of its ``view`` (``video`` or ``video_<view>``: a temporally subsampled / differently cropped view
+of the same decoded clip, ``dataset.views``). ``distill.cache=true`` replaces the online teachers by a
 memory-mapped store of their outputs on K fixed augmented views per clip (:mod:`.cache`), read in
 the training loader's workers (:class:`.cache.CachedTeacherCollate`).
 
@@ -55,7 +57,13 @@ from .cache import (
     stable_hash,
     transform_hash,
 )
-from .teacher_training import checkpoint_path, describe_callable, ensure_trained
+from .teacher_training import (
+    checkpoint_path,
+    describe_callable,
+    ensure_pretrained_then_trained,
+    ensure_trained,
+    pretraining_recipe,
+)
 from .terms import BindInfo, DistillContext, LossTerm
 
 log = logging.getLogger(__name__)
@@ -81,7 +89,9 @@ class DualTeacherDistillation(VideoClassificationModule):
             ``student`` config group (train.py passes it as ``student``; the dual-teacher
             experiments use this, with ``model`` null) or, alternatively, the ``model`` group.
         teachers: name -> ``{net: partial constructor (called with num_classes), checkpoint: path or
-            null (then trained first), view: null or a dataset.views name}``.
+            null (then trained first), view: null or a dataset.views name, pretrain: null or
+            {data: a built datamodule to pretrain on first, and recipe values (max_epochs,
+            optimizer, scheduler, ...) that replace teacher_training's for the pretraining}}``.
         optimizer, scheduler: partial constructors (student + training-only term parameters).
         distill: ``terms`` (name -> :class:`.terms.LossTerm`, null to drop one), ``cache`` (bool),
             ``cache_views`` (K), ``cache_dir``, ``cache_seed``, ``teacher_training``
@@ -139,6 +149,14 @@ class DualTeacherDistillation(VideoClassificationModule):
                 f"a teacher network: teacher/{unset[0]}=<option>",
             )
         self.teacher_specs = {name: specs[name] for name in used}
+        for name, spec in self.teacher_specs.items():
+            pretrain = spec.get("pretrain")
+            if pretrain is not None and not hasattr(dict(pretrain).get("data"), "num_classes"):
+                raise invalid_value(
+                    f"method.teachers.{name}.pretrain.data",
+                    type(dict(pretrain).get("data")).__name__,
+                    "a datamodule to pretrain on (_target_), e.g. /dataset@...: kinetics400",
+                )
         self.teachers = nn.ModuleDict(
             {name: spec["net"](num_classes=self.num_classes) for name, spec in self.teacher_specs.items()}
         )
@@ -179,7 +197,7 @@ class DualTeacherDistillation(VideoClassificationModule):
             {
                 "num_classes": self.num_classes,
                 "distill": describe_callable(_plain(settings)),
-                "teachers": describe_callable(_plain(self.teacher_specs)),
+                "teachers": describe_callable(_plain(_described_pretraining(self.teacher_specs))),
             }
         )
         self._init_classification(self.num_classes, optimizer, scheduler)
@@ -293,10 +311,23 @@ class DualTeacherDistillation(VideoClassificationModule):
             if spec.get("checkpoint"):
                 stages.append((f"teacher {name}", f"{net}: load {spec['checkpoint']}"))
                 continue
+            init = None
+            pretrain = spec.get("pretrain")
+            if pretrain:
+                recipe = pretraining_recipe(self._recipe(), pretrain)
+                init = checkpoint_path(
+                    spec["net"], pretrain["data"], self._input_key(name), recipe, training["cache_dir"]
+                )
+                pre_epochs = int(recipe.get("max_epochs") or 0)
+                trained = f"train {length(pre_epochs)} on {type(pretrain['data']).__name__} data "
+                trained += f"({pretrain['data'].num_classes} classes) -> {init}"
+                what = f"cached ({init})" if init.is_file() else trained
+                stages.append((f"teacher {name} pretraining", f"{net}: {what}"))
             path = checkpoint_path(
-                spec["net"], datamodule, self._input_key(name), self._recipe(), training["cache_dir"]
+                spec["net"], datamodule, self._input_key(name), self._recipe(), training["cache_dir"], init
             )
-            trained = f"train {length(epochs)}, supervised recipe -> {path}"
+            verb = "fine-tune" if pretrain else "train"
+            trained = f"{verb} {length(epochs)}, supervised recipe -> {path}"
             what = f"cached ({path})" if path.is_file() else trained
             stages.append((f"teacher {name}", f"{net}: {what}"))
         max_epochs = int(self.trainer.max_epochs or 1)
@@ -319,17 +350,31 @@ class DualTeacherDistillation(VideoClassificationModule):
                         f"teacher {name} has no checkpoint: set method.teachers.{name}.checkpoint=<file> "
                         "or method.distill.teacher_training.enabled=true"
                     )
-                path, meta = ensure_trained(
-                    f"teacher {name}",
-                    lambda spec=spec: spec["net"](num_classes=self.num_classes),
-                    spec["net"],
-                    datamodule,
-                    self.num_classes,
-                    self._input_key(name),
-                    self._recipe(),
-                    training["cache_dir"],
-                    lower_key="method.distill.teacher_training.optimizer.lr",
-                )
+                if spec.get("pretrain"):
+                    path, meta = ensure_pretrained_then_trained(
+                        f"teacher {name}",
+                        lambda n, spec=spec: spec["net"](num_classes=n),
+                        spec["net"],
+                        spec["pretrain"],
+                        datamodule,
+                        self.num_classes,
+                        self._input_key(name),
+                        self._recipe(),
+                        training["cache_dir"],
+                        lower_key="method.distill.teacher_training.optimizer.lr",
+                    )
+                else:
+                    path, meta = ensure_trained(
+                        f"teacher {name}",
+                        lambda spec=spec: spec["net"](num_classes=self.num_classes),
+                        spec["net"],
+                        datamodule,
+                        self.num_classes,
+                        self._input_key(name),
+                        self._recipe(),
+                        training["cache_dir"],
+                        lower_key="method.distill.teacher_training.optimizer.lr",
+                    )
             load_local_weights(self.teachers[name], path, strict_head=True)
             self.teachers[name].requires_grad_(False).eval()
             self.teacher_sources[name] = {
@@ -337,6 +382,8 @@ class DualTeacherDistillation(VideoClassificationModule):
                 "sha256": sha256_file(path),
                 "view": spec.get("view"),
                 "test_acc_at_training": meta.get("test_acc"),
+                "pretrain_test_acc": meta.get("pretrain_test_acc"),
+                "pretrain_checkpoint": meta.get("pretrain_checkpoint"),
             }
         self._teachers_ready = True
 
@@ -505,6 +552,11 @@ class DualTeacherDistillation(VideoClassificationModule):
             self.log(f"test/teacher_{name}_acc", value, sync_dist=True)
             summary.append([f"teacher {name}", type(self.teachers[name]).__name__, float(value)])
             metric.reset()
+            pretrained = self.teacher_sources.get(name, {}).get("pretrain_test_acc")
+            if (
+                pretrained is not None
+            ):  # on its pretraining data's own test split (e.g. the Kinetics-400 twin)
+                self.log(f"test/teacher_{name}_pretrain_acc", float(pretrained), sync_dist=True)
         for key, value in self.reference_results.items():
             self.log(f"test/{key}", value, sync_dist=True)
             summary.append([key.removesuffix("_acc").replace("_", " "), type(self.student).__name__, value])
@@ -526,6 +578,19 @@ class _StoreOutput:
 
     def __call__(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         self.store[self.name] = output
+
+
+def _described_pretraining(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The teacher specs for the hyper-parameter record, a pretraining's datamodule by its data root."""
+    out = {}
+    for name, spec in specs.items():
+        spec = dict(spec)
+        if spec.get("pretrain"):
+            pretrain = dict(spec["pretrain"])
+            pretrain["data"] = str(getattr(pretrain["data"], "root_used", type(pretrain["data"]).__name__))
+            spec["pretrain"] = pretrain
+        out[name] = spec
+    return out
 
 
 def _plain(obj: Any) -> Any:

@@ -10,6 +10,13 @@ trains a new teacher and an unchanged one is reused by every later run (and ever
 The file is written atomically; the global RNG state is restored afterwards so a run's student
 sees the same random stream whether or not a teacher had to be trained.
 
+Pretraining on another dataset, then fine-tuning (the paper's teachers are Kinetics-pretrained):
+:func:`ensure_pretrained_then_trained` first trains the network on a second datamodule (e.g. the
+Kinetics-400 twin, with its own classes) with its own recipe, cached like any teacher, then builds
+the network for the run's classes, loads the pretrained weights except the classifier (a new one
+for the run's classes) and fine-tunes it on the run's data. The fine-tuned checkpoint's key includes the pretrained
+checkpoint's key, so a changed pretraining retrains both.
+
 Debug modes: the Trainer comes from :func:`runner.nested.nested_trainer`, which applies the outer
 run's debug limits (``debug=fdr``: one batch), and those limits join the cache key, so a
 one-batch teacher is never reused by a full run.
@@ -131,17 +138,40 @@ def train_supervised(
     return float(results[0].get("test/acc", float("nan"))) if results else float("nan")
 
 
+def load_pretrained_backbone(net: nn.Module, path: str | os.PathLike) -> None:
+    """Load a pretrained checkpoint of this cache (``{"state_dict", "meta"}``) into ``net``, all but
+    its classifier (``net._head_prefixes``, default ``classifier.``): the classifier of the
+    pretraining's classes is dropped even when the class counts agree, and ``net``'s own freshly
+    initialised one is fine-tuned."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    heads = tuple(getattr(net, "_head_prefixes", ("classifier.",)))
+    state = {k: v for k, v in payload["state_dict"].items() if not k.startswith(heads)}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    stray = [k for k in missing if not k.startswith(heads)] + list(unexpected)
+    if stray:
+        raise RuntimeError(f"pretrained checkpoint {path} does not match {type(net).__name__}: {stray[:5]}")
+    log.info("loaded %d pretrained tensors (classifier re-initialised) from %s", len(state), path)
+
+
 def checkpoint_path(
-    spec: Any, datamodule: Any, input_key: str, recipe: Mapping[str, Any], cache_dir: str | os.PathLike
+    spec: Any,
+    datamodule: Any,
+    input_key: str,
+    recipe: Mapping[str, Any],
+    cache_dir: str | os.PathLike,
+    init: str | os.PathLike | None = None,
 ) -> Path:
     """Where the network ``spec`` trained with ``recipe`` on this data is cached (the run's debug
-    limits, when there are any, are part of the key)."""
+    limits, when there are any, are part of the key; so is the key of the ``init`` checkpoint a
+    fine-tuning starts from)."""
     content = {
         "net": describe_callable(spec),
         "recipe": describe_callable(dict(recipe)),
         "data": data_identity(datamodule),
         "input_key": input_key,
     }
+    if init is not None:
+        content["init"] = Path(init).stem
     limits = debug_limits()
     if limits:
         content["debug_limits"] = limits
@@ -158,11 +188,14 @@ def ensure_trained(
     recipe: Mapping[str, Any],
     cache_dir: str | os.PathLike,
     lower_key: str | None = None,
+    init: str | os.PathLike | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """The checkpoint of the network ``spec`` trained with ``recipe`` on this data, training it
     (and saving ``{"state_dict", "meta"}``) if it is not cached yet. Returns ``(path, meta)``.
-    ``lower_key``: the config key of the recipe's lr (named if the training diverges)."""
-    path = checkpoint_path(spec, datamodule, input_key, recipe, cache_dir)
+    ``lower_key``: the config key of the recipe's lr (named if the training diverges).
+    ``init``: a checkpoint of this cache the network starts from, all but its classifier
+    (:func:`load_pretrained_backbone`), i.e. a fine-tuning."""
+    path = checkpoint_path(spec, datamodule, input_key, recipe, cache_dir, init)
     key = path.stem
     if path.is_file():
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -176,6 +209,8 @@ def ensure_trained(
             started = time.time()
             with isolated_rng(int(recipe.get("seed", 0))):  # its init draws no number from the run's stream
                 net = build()
+            if init is not None:
+                load_pretrained_backbone(net, init)
             acc = train_supervised(
                 net,
                 datamodule,
@@ -195,6 +230,7 @@ def ensure_trained(
                 "test_acc": acc,
                 "train_seconds": round(time.time() - started, 1),
                 "key": key,
+                "init": None if init is None else str(init),
             }
             AtomicCheckpointIO().save_checkpoint({"state_dict": net.state_dict(), "meta": meta}, path)
             log.info("%s: trained in %.0fs, test acc %.3f -> %s", name, meta["train_seconds"], acc, path)
@@ -202,3 +238,55 @@ def ensure_trained(
     payload = torch.load(path, map_location="cpu", weights_only=True)
     log.info("%s: using the checkpoint rank 0 trained, %s", name, path)
     return path, dict(payload.get("meta", {}))
+
+
+def pretraining_recipe(recipe: Mapping[str, Any], pretrain: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe of a pretraining: the teacher recipe with the ``pretrain`` block's own values
+    (``max_epochs``, ``optimizer``, ``scheduler``, ...) laid over it; ``data`` is not a recipe value."""
+    return {**dict(recipe), **{k: v for k, v in pretrain.items() if k != "data"}}
+
+
+def ensure_pretrained_then_trained(
+    name: str,
+    build: Callable[[int], nn.Module],
+    spec: Any,
+    pretrain: Mapping[str, Any],
+    datamodule: Any,
+    num_classes: int,
+    input_key: str,
+    recipe: Mapping[str, Any],
+    cache_dir: str | os.PathLike,
+    lower_key: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Pretrain the network ``spec`` on ``pretrain["data"]`` (its own classes, the pretraining
+    recipe), then fine-tune it on ``datamodule`` with ``recipe``; both cached (module docstring).
+
+    ``build(num_classes)`` builds the network. Returns the fine-tuned ``(path, meta)``; ``meta``
+    adds the pretraining's test accuracy on its own data (``pretrain_test_acc``).
+    """
+    data = pretrain["data"]
+    pre_classes = int(data.num_classes)
+    pre_path, pre_meta = ensure_trained(
+        f"{name} pretraining",
+        lambda: build(pre_classes),
+        spec,
+        data,
+        pre_classes,
+        input_key,
+        pretraining_recipe(recipe, pretrain),
+        cache_dir,
+        lower_key,
+    )
+    path, meta = ensure_trained(
+        name,
+        lambda: build(num_classes),
+        spec,
+        datamodule,
+        num_classes,
+        input_key,
+        recipe,
+        cache_dir,
+        lower_key,
+        init=pre_path,
+    )
+    return path, {**meta, "pretrain_test_acc": pre_meta.get("test_acc"), "pretrain_checkpoint": str(pre_path)}
