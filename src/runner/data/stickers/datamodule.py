@@ -161,6 +161,19 @@ def collate_stickers(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def worker_context() -> Any:
+    """The start method for loader workers: the process's own, unless it is not one ``multiprocessing``
+    can start a plain worker with — inside a joblib (loky) job of ``hydra/launcher=joblib`` the default
+    context is loky's, whose Popen cannot start torch's worker processes — then fork (POSIX) or spawn."""
+    import multiprocessing
+    import sys
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method in ("fork", "spawn", "forkserver"):
+        return None
+    return multiprocessing.get_context("spawn" if sys.platform in ("win32", "darwin") else "fork")
+
+
 class StickerDataModule(L.LightningDataModule):
     """Sticker emotion data for Lightning (module docstring).
 
@@ -283,6 +296,7 @@ class StickerDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_stickers,
+            multiprocessing_context=worker_context() if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
