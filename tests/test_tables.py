@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hydra_plugins.runner_table_sweeper.sweeper import contiguous_batches
 from runner.errors import UserError
 from runner.tables import expand, merge_overrides, sections
 from tests.conftest import run_cli
@@ -56,12 +55,14 @@ def test_jobs_are_sections_by_cells_by_arms_by_seeds_with_the_first_ones_in_fron
     assert sections(TOY)["a"]["arms"]["teacher"]["label"] == "T"
 
 
-def test_select_and_seeds_narrow_the_table_and_keep_each_jobs_folder_number():
-    whole = {(j.section, j.arm, j.seed, j.cell): j.index for j in expand(TOY)}
-    assert sorted(whole.values()) == list(range(len(whole)))
+def test_select_and_seeds_narrow_the_table_and_each_job_has_its_own_folder():
+    names = [j.folder_name() for j in expand(TOY)]
+    assert len(set(names)) == len(names) and names[0] == "a-teacher-1-s0"
     part = expand({**TOY, "select": ["b"]})
-    assert {j.section for j in part} == {"b"}
-    assert all(j.index == whole[(j.section, j.arm, j.seed, j.cell)] for j in part)
+    assert {j.section for j in part} == {"b"} and [j.folder_name() for j in part] == [
+        "b-student-s0",
+        "b-student-s1",
+    ]
     assert {(j.section, j.arm) for j in expand({**TOY, "select": ["a/teacher"]})} == {("a", "teacher")}
     assert {j.seed for j in expand(TOY, seeds=[7])} == {7}
     with pytest.raises(UserError, match="no section or arm"):
@@ -80,11 +81,6 @@ def test_command_line_overrides_win_over_the_tables():
         ["trainer.max_epochs=12", "seed=0", "logger=csv"], ["trainer.max_epochs=1", "debug=fdr"]
     )
     assert merged == ["seed=0", "logger=csv", "trainer.max_epochs=1", "debug=fdr"]
-
-
-def test_pending_jobs_launch_in_contiguous_batches_cut_after_the_first_ones():
-    assert contiguous_batches([0, 1, 2, 3, 4], boundary=2) == [(0, [0, 1]), (2, [2, 3, 4])]
-    assert contiguous_batches([1, 2, 5, 6], boundary=0) == [(1, [1, 2]), (5, [5, 6])]
 
 
 def _group_files_exist(overrides: list[str]) -> list[str]:
@@ -161,9 +157,9 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Joblib.Parallel" in output and "2 job(s), none failed" in output
-    # job folders are numbered by the job's place in the whole table: MostPop first, NLGCL eighth
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "7"]
-    for job, arm in (("0", "mostpop"), ("7", "nlgcl")):
+    # each job's folder is named after its row
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["yelp-mostpop-s0", "yelp-nlgcl-s0"]
+    for job, arm in (("yelp-mostpop-s0", "mostpop"), ("yelp-nlgcl-s0", "nlgcl")):
         overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
         assert f"experiment={arm}_yelp" in overrides and f"++table.arm={arm}" in overrides
         assert '"torch_threads": 1' in (sweep / job / "metrics.json").read_text()
@@ -184,9 +180,17 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     assert "trivial baseline `mostpop`" in markdown
     assert "| MostPop (trivial) |" in markdown and "| NLGCL |" in markdown
 
-    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    # the same table grown by one arm: only the new job runs, the finished ones are kept
+    grown = [
+        line.replace("table.select=[mostpop,nlgcl]", "table.select=[mostpop,nlgcl,bprmf]") for line in command
+    ]
+    again = subprocess.run(grown, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "2 already finished (kept)" in again.stdout + again.stderr
+    assert (sweep / "yelp-bprmf-s0" / "metrics.json").is_file()
+    assert (sweep / "yelp-mostpop-s0" / "metrics.json").stat().st_mtime < (
+        sweep / "yelp-bprmf-s0"
+    ).stat().st_mtime
 
 
 @pytest.mark.parametrize(
@@ -201,3 +205,12 @@ def test_a_table_sweep_mistake_is_one_line_and_exit_2(tmp_path, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not list((tmp_path / "sweep").glob("*/.hydra"))  # nothing ran
+
+
+def test_what_a_job_runs_ignores_the_overrides_that_only_shape_the_table():
+    from hydra_plugins.runner_table_sweeper.sweeper import what_runs
+
+    first = ["experiment=x", "seed=0", "++table.section=a", "++table.arm=b", "table=t", "table.select=[b]"]
+    later = ["experiment=x", "seed=0", "++table.section=a", "++table.arm=b", "table=t", "table.select=[b,c]"]
+    assert what_runs(first) == what_runs(later)
+    assert what_runs(first) != what_runs([*first[:1], "seed=1", *first[2:]])

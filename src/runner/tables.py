@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -59,7 +59,12 @@ class TableJob:
     seed: int
     cell: tuple[tuple[str, str], ...] = ()
     overrides: tuple[str, ...] = field(default=(), compare=False)
-    index: int = field(default=0, compare=False)  # its place in the whole table: its job folder
+
+    def folder_name(self) -> str:
+        """The job's folder in the sweep: ``<section>-<arm>-<grid values>-s<seed>`` (stable when the
+        table grows; characters other than letters, digits and ``_.=+-`` become ``_``)."""
+        parts = [self.section, self.arm, *(value for _, value in self.cell), f"s{self.seed}"]
+        return re.sub(r"[^A-Za-z0-9_.=+\-]", "_", "-".join(str(p) for p in parts))
 
     def command_overrides(self) -> list[str]:
         """The overrides the job is launched with (without the command line's own)."""
@@ -142,9 +147,7 @@ def selected(select: Sequence[str] | None, section: str, arm: str) -> bool:
 
 
 def expand(table: Mapping | DictConfig, seeds: Sequence[int] | None = None) -> list[TableJob]:
-    """The table's jobs in launch order (see the module docstring). Each job's ``index`` is its place in
-    the whole table (with ``table.select`` the others are left out, not renumbered), so that parts of a
-    table run into one sweep folder at different times keep their job folders apart."""
+    """The table's jobs in launch order (see the module docstring); ``table.select`` keeps a part."""
     table = plain(table)
     seeds = list(seeds if seeds is not None else table.get("seeds") or [0])
     common = _override_list(table.get("overrides"), "table.overrides")
@@ -169,7 +172,6 @@ def expand(table: Mapping | DictConfig, seeds: Sequence[int] | None = None) -> l
             if job.arm in first:
                 head.setdefault((job.section, job.arm), job)
         jobs = list(head.values()) + [j for j in jobs if j not in head.values()]
-    jobs = [replace(job, index=i) for i, job in enumerate(jobs)]
     select = table.get("select")
     if isinstance(select, str):
         select = [select]
@@ -177,14 +179,6 @@ def expand(table: Mapping | DictConfig, seeds: Sequence[int] | None = None) -> l
     if not kept:
         raise UserError(f"table.select={select}: no section or arm of the table matches")
     return kept
-
-
-def first_count(table: Mapping | DictConfig) -> int:
-    """How many jobs at the front of the whole table are the ``first`` ones (a batch of their own):
-    the number of (section, arm) pairs with the arm in ``table.first``."""
-    table = plain(table)
-    first = set(table.get("first") or [])
-    return sum(1 for section in sections(table).values() for arm in section["arms"] if arm in first)
 
 
 def override_key(line: str) -> str:

@@ -6,11 +6,12 @@ overrides for it followed by the command line's fixed overrides (a command-line 
 replaces ``table.seeds``). Sweeps of other keys on the command line are refused: a table's factors
 live in its config (a section's ``grid``).
 
-Job folders are numbered by each job's place in the whole table (``table.select`` runs some of them
-and leaves the others' numbers free, so the parts of a table can run into one folder at different
-times, and the report reads them together). With ``resume`` (default) a job whose folder already
-holds ``metrics.json`` written with the same overrides is not run again, so a killed table continues
-when the same command is run again with ``hydra.sweep.dir=<that folder>``. The ``first`` jobs (they
+Each job's folder is named after its row: ``<section>-<arm>-<grid values>-s<seed>``
+(:meth:`runner.tables.TableJob.folder_name`). With ``resume`` (default) a job is not run again when
+any folder of the sweep already holds a ``metrics.json`` from a run with exactly its overrides, so a
+killed table continues, a part of a table (``table.select``) runs into the same folder later, and a
+table that grows (a new arm, seed or grid value) runs only its new jobs, when the same command is run
+again with ``hydra.sweep.dir=<that folder>``. The ``first`` jobs (they
 train something the other jobs share) run as a batch of their own before the rest.
 """
 
@@ -72,28 +73,32 @@ class RunnerTableSweeper(Sweeper):
                 fixed.append(override.input_line)
         return fixed, seeds
 
-    def jobs(self, arguments: Sequence[str]) -> tuple[dict[int, list[str]], int]:
-        """({job folder number: its overrides} of the selected jobs, how many jobs at the front of the
-        whole table form the ``first`` batch)."""
+    def jobs(self, arguments: Sequence[str]) -> list[tuple[str, list[str], bool]]:
+        """(job folder name, overrides, whether it is one of the ``first`` jobs) of every selected job."""
         from runner.errors import UserError
-        from runner.tables import expand, first_count, merge_overrides
+        from runner.tables import expand, merge_overrides
 
         table = self.config.get("table")
         if table is None or not table.get("sections"):
             raise UserError("hydra/sweeper=runner_table needs a table: python -m runner -m table=<paper>")
         fixed, seeds = self.command_line(arguments)
-        jobs = expand(table, seeds)
-        return {job.index: merge_overrides(job.command_overrides(), fixed) for job in jobs}, first_count(
-            table
-        )
+        first = set(table.get("first") or [])
+        jobs, seen = [], set()
+        for job in expand(table, seeds):
+            leads = job.arm in first and (job.section, job.arm) not in seen
+            seen.add((job.section, job.arm))
+            jobs.append((job.folder_name(), merge_overrides(job.command_overrides(), fixed), leads))
+        return jobs
 
     @staticmethod
-    def finished(job_dir: Path, overrides: list[str]) -> bool:
-        """The job's folder holds metrics.json from a run with exactly these overrides."""
-        saved = job_dir / ".hydra" / "overrides.yaml"
-        if not (job_dir / "metrics.json").is_file() or not saved.is_file():
-            return False
-        return list(yaml.safe_load(saved.read_text()) or []) == list(overrides)
+    def finished_runs(sweep_dir: Path) -> set[tuple[str, ...]]:
+        """What every job folder of ``sweep_dir`` that holds a metrics.json ran (:func:`what_runs`)."""
+        done = set()
+        for metrics in sweep_dir.glob("*/metrics.json"):
+            saved = metrics.parent / ".hydra" / "overrides.yaml"
+            if saved.is_file():
+                done.add(what_runs(yaml.safe_load(saved.read_text()) or []))
+        return done
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
@@ -103,17 +108,14 @@ class RunnerTableSweeper(Sweeper):
         from runner.errors import UserError
 
         try:
-            jobs, n_first = self.jobs(arguments)
+            jobs = self.jobs(arguments)
         except UserError as err:  # a user's mistake: one line and exit 2, as python -m runner's own
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
-        pending = [
-            i
-            for i, overrides in jobs.items()
-            if not (self.resume and self.finished(sweep_dir / str(i), overrides))
-        ]
+        done = self.finished_runs(sweep_dir) if self.resume else set()
+        pending = [job for job in jobs if what_runs(job[1]) not in done]
         log.info(
             "table %s: %d job(s) in %s%s",
             self.config.table.get("name", "?"),
@@ -121,19 +123,25 @@ class RunnerTableSweeper(Sweeper):
             sweep_dir,
             f", {len(jobs) - len(pending)} already finished (kept)" if len(pending) < len(jobs) else "",
         )
-        returns = []
-        for start, batch in contiguous_batches(pending, boundary=n_first):
-            returns.append(self.launcher.launch([jobs[i] for i in batch], initial_job_idx=start))
+        batches = [[job for job in pending if job[2]], [job for job in pending if not job[2]]]
+        returns, number = [], 0
+        for batch in filter(
+            None, batches
+        ):  # the first jobs (they cache what the others share), then the rest
+            launched = [[*overrides, f"hydra.sweep.subdir={name}"] for name, overrides, _ in batch]
+            returns.append(self.launcher.launch(launched, initial_job_idx=number))
+            number += len(batch)
         return returns
 
 
-def contiguous_batches(indices: Sequence[int], boundary: int = 0) -> list[tuple[int, list[int]]]:
-    """``indices`` cut into runs of consecutive numbers, also cut at ``boundary`` (the ``first`` jobs
-    end there): each run is launched as one batch whose job numbers are its indices."""
-    batches: list[tuple[int, list[int]]] = []
-    for i in indices:
-        if batches and i == batches[-1][1][-1] + 1 and i != boundary:
-            batches[-1][1].append(i)
-        else:
-            batches.append((i, [i]))
-    return batches
+def what_runs(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A job's overrides without those that only shape the table (``table.select=``, ``table.seeds=``,
+    edits of ``table.sections...``): two jobs with the same result run the same thing. Its row
+    (``table.section``, ``table.arm``) is kept."""
+    kept = []
+    for line in overrides:
+        key = line.split("=", 1)[0].lstrip("+~")
+        if key.startswith("table.") and key not in ("table.section", "table.arm"):
+            continue
+        kept.append(line)
+    return tuple(kept)
