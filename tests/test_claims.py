@@ -296,3 +296,15 @@ def test_two_metrics_of_the_same_runs_are_compared_paired_by_seed():
     assert verdict.verdict == HOLDS and verdict.detail.startswith("paired")
     exact = parse_claim("run[test/a] > run[test/a] - 0.01")  # the same metric shifted: exact in every seed
     assert check_claim(exact, lambda arm, metric: values[metric], arms=["run"]).p_value == 0.0
+
+
+def test_an_arm_not_yet_run_over_the_whole_tuning_grid_is_left_out_and_listed(tmp_path):
+    table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > baseline on test/acc"]}
+    table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "1.0"]}}}
+    accuracy = {arm: [*values, *values] for arm, values in ACCURACY.items()}
+    tuned = {arm: [("0.1", 0.5)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
+    accuracy["baseline"], tuned["baseline"] = ACCURACY["baseline"], [("0.1", 0.5)] * 3  # lr 1.0 not run yet
+    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+    markdown = build_report(tmp_path / "sweep")
+    assert "- main baseline: 1 of 2" in markdown
+    assert "not evaluated" in claim_lines(markdown)["method > baseline on test/acc"]

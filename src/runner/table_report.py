@@ -69,9 +69,15 @@ def cell_name(cell: tuple[tuple[str, str], ...]) -> str:
     return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell)
 
 
+# (section, cell, arm) whose tuning grid is not complete yet (filled by organise, listed by the report)
+INCOMPLETE: list[str] = []
+
+
 def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, list[dict]]]]:
     """``{section: {cell: {arm: [jobs]}}}`` in the table's order; with ``table.tune`` each arm keeps
-    only the jobs at its best value (``job["tuned"]`` records it)."""
+    only the jobs at its best value (``job["tuned"]`` records it), and an arm that has not yet run every
+    value of the tuned key in a cell is left out of that cell (listed in :data:`INCOMPLETE`)."""
+    INCOMPLETE.clear()
     spec = table_sections(table)
     tune = table.get("tune") or {}
     tuned_key = tune.get("key")
@@ -86,8 +92,15 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
                 continue
             cells[job_cell(job, cell_keys)][arm].append(job)
         if tuned_key:
-            for arms in cells.values():
+            wanted = {str(v) for v in section_spec["grid"].get(tuned_key, [])}
+            for cell, arms in cells.items():
                 for arm, members in list(arms.items()):
+                    tried = {dict(job_cell(j, [tuned_key]))[tuned_key] for j in members}
+                    if wanted - tried:  # its best value is not known yet: left out, listed
+                        where = " ".join(filter(None, [section, cell_name(cell), arm]))
+                        INCOMPLETE.append(f"{where}: {len(tried)} of {len(wanted)}")
+                        del arms[arm]
+                        continue
                     arms[arm] = pick_best(members, tuned_key, tune)
         order = {arm: i for i, arm in enumerate(section_spec["arms"])}
         out[section] = {
@@ -432,6 +445,13 @@ def build_table_report(
         if plotted and plot_curves(plotted, figure, title=section_spec["label"]):
             figures.append(figure)
             parts += ["", f"![{section_spec['label']}]({figure.name})"]
+    if INCOMPLETE:
+        key = (table.get("tune") or {}).get("key")
+        parts += [
+            "",
+            f"Left out until every value of `{key}` has a finished run (values run so far of the grid's):",
+            *[f"- {entry}" for entry in INCOMPLETE],
+        ]
     if failures:
         parts += ["", f"Failed jobs ({len(failures)}):", *[f"- job {n}: {e}" for n, e in failures]]
     if unfinished:
