@@ -169,7 +169,7 @@ def worker_context() -> Any:
     import sys
 
     method = multiprocessing.get_start_method(allow_none=True)
-    if method in ("fork", "spawn", "forkserver"):
+    if method in (None, "fork", "spawn", "forkserver"):  # None: not chosen yet, the platform default
         return None
     return multiprocessing.get_context("spawn" if sys.platform in ("win32", "darwin") else "fork")
 
