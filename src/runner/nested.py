@@ -133,6 +133,7 @@ def nested_trainer(
     """
     base = {
         "devices": 1,
+        "default_root_dir": nested_root_dir(stage),
         "logger": False,
         "enable_checkpointing": False,
         "enable_model_summary": False,
@@ -147,6 +148,23 @@ def nested_trainer(
         return L.Trainer(
             callbacks=[StageProgress(stage), divergence_guard(stage, lower_key), *callbacks], **merged
         )
+
+
+def nested_root_dir(stage: str) -> str:
+    """Where a nested training writes what its module saves (a teacher's test confusion matrix):
+    ``<run folder>/nested/<stage>`` inside a Hydra run, else a fresh temporary folder -- never the
+    folder the command was started in (Lightning's default)."""
+    import re
+    import tempfile
+
+    from hydra.core.hydra_config import HydraConfig
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stage) or "stage"
+    if HydraConfig.initialized():
+        output_dir = HydraConfig.get().runtime.output_dir
+        if output_dir:
+            return os.path.join(output_dir, "nested", name)
+    return tempfile.mkdtemp(prefix=f"runner-nested-{name}-")
 
 
 def divergence_guard(stage: str, lower_key: str | None = None) -> L.Callback:

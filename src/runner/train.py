@@ -218,22 +218,6 @@ def run(cfg: DictConfig) -> float | None:
     return objective
 
 
-def _raise_with_method_inputs(err: BaseException, cfg: DictConfig) -> None:
-    """A missing-data error names, in the same line, what else the method needs (a method class may
-    define ``input_notes(method_cfg) -> list[str]``: e.g. teacher weights, or that they are trained first)."""
-    from hydra.utils import get_object
-
-    cause: BaseException | None = err
-    while cause is not None and not isinstance(cause, UserError):
-        cause = cause.__cause__ or cause.__context__
-    method = cfg.get("method")
-    if cause is None or not isinstance(method, DictConfig) or "_target_" not in method:
-        return
-    notes = getattr(get_object(method._target_), "input_notes", None)
-    if notes is not None and (lines := notes(method)):
-        raise UserError(f"{cause}; {'; '.join(lines)}") from err
-
-
 def _name_divergence_keys(cfg: DictConfig, callbacks: list[L.Callback]) -> None:
     """Tell the divergence guard which learning rates this run's config has (and their values)."""
     keys = divergence_keys(cfg)
@@ -295,6 +279,22 @@ def _check_evaluated(trainer: L.Trainer, presence: DataPresenceCounter, cfg: Dic
         f"the evaluation set of {_dataset_name(cfg)} is empty: no test batch held a sample"
         + (f" ({detail})" if detail else "")
     )
+
+
+def _raise_with_method_inputs(err: BaseException, cfg: DictConfig) -> None:
+    """A missing-data error names, in the same line, what else the method needs (a method class may
+    define ``input_notes(method_cfg) -> list[str]``: e.g. teacher weights, or that they are trained first)."""
+    from hydra.utils import get_object
+
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__ or cause.__context__
+    method = cfg.get("method")
+    if cause is None or not isinstance(method, DictConfig) or "_target_" not in method:
+        return
+    notes = getattr(get_object(method._target_), "input_notes", None)
+    if notes is not None and (lines := notes(method)):
+        raise UserError(f"{cause}; {'; '.join(lines)}") from err
 
 
 def _test_checkpoint(cfg: DictConfig, trainer: L.Trainer, resumed_from: str | None) -> str | None:

@@ -274,6 +274,9 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "twin.secondary_weight": "number >= 0",
         "twin.task_mix": "number >= 0",
         "twin.min_interactions": "int >= 0",
+        "twin.class_priors": "number >= 0",  # sticker twins (MGHFT): class weights and signal probabilities
+        "twin.p_*": FRACTION,
+        "twin.caption_prob": FRACTION,
         # QVHighlights-Unify twin (OVG-HQ): probabilities, noise scales, clip length
         "twin.length_probs": FRACTION,
         "twin.*_prob": FRACTION,
@@ -301,6 +304,13 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "anchors": COUNT,
         "pos_iou": "(0, 1]",
         "chunk_stride": COUNT,
+        # sticker datasets (MGHFT): MET-MEME's split, the frozen text encoder, the image augmentation
+        "reader.split_fractions": "(0, 1)",
+        "text_encoder.layers": COUNT,
+        "transform.color_jitter": "number >= 0",
+        "transform.eval_crop_ratio": "(0, 1]",
+        "transform.hflip": FRACTION,
+        "transform.scale": "(0, 1]",
     },
     "fl_strategy": {
         "aggregator": one_of(*AGGREGATOR_NAMES),
@@ -380,6 +390,16 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "emission.threshold": FRACTION,
         "emission.nms_iou": FRACTION,
         "tolerances": "number > 0",
+        # MGHFT: the KL structure weight, fusion heads, AdamW betas
+        "alpha": "number >= 0",
+        "fusion_heads": COUNT,
+        "optimizer.betas": PROBABILITY,
+        # a teacher pretrained on another dataset first (dual-teacher twin: the ViT on Kinetics-400)
+        "teachers.*.pretrain.data.mean": "number",
+        "teachers.*.pretrain.data.std": "number > 0",
+        "teachers.*.pretrain.data.stride": COUNT,
+        "teachers.*.pretrain.data.short_side": COUNT,
+        "teachers.*.pretrain.data.twin_geometry.*": COUNT,
     },
     "model": {
         "alpha": "number >= 0",
@@ -394,6 +414,9 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "hyper_layers": COUNT,
         "memory_blocks": "int >= 0",  # OVG-HQ Parametric Memory Blocks
         "null_tokens": "int >= 0",  # OVG-HQ learned null query tokens
+        "depths": COUNT,  # PVT v1 (MGHFT): blocks, MLP ratios and spatial-reduction ratios per stage
+        "mlp_ratios": "number > 0",
+        "sr_ratios": COUNT,
     },
 }
 

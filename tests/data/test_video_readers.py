@@ -104,7 +104,7 @@ def test_epic_action_drops_unseen_val_pairs(twins, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="runner.data"):
         r = EpicKitchens100Reader(str(root), target="action")
     assert len(r.records("val")) == len(rows) - 1
-    assert "dropped 1" in caplog.text
+    assert "skipped 1" in caplog.text
     rec = next(x for x in r.records("val") if x.clip_id == rows[1]["narration_id"])
     assert rec.start_frame is None and rec.start_sec == pytest.approx(
         parse_timestamp(rows[1]["start_timestamp"])
@@ -130,7 +130,7 @@ def test_kinetics_reader_and_missing_files(twins, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="runner.data"):
         r2 = Kinetics400Reader(str(root))
     assert len(r2.records("train")) == 11
-    assert "1 of 12 train clips are missing" in caplog.text
+    assert "skipped 1 listed clips missing on disk" in caplog.text
 
 
 @pytest.mark.parametrize("cls,kw", [(HMDB51Reader, {}), (EpicKitchens100Reader, {}), (Kinetics400Reader, {})])

@@ -67,6 +67,9 @@ def mutate(path: Path, mutation: str, target: FuzzTarget, rng: random.Random) ->
     return True
 
 
+NEUTRAL_EXPERIMENT = "video_supervised_hmdb"
+
+
 @pytest.fixture(scope="session")
 def pristine_twins(tmp_path_factory):
     """name -> (composed config, root of the generated twin); each twin generated on first use."""
@@ -77,9 +80,12 @@ def pristine_twins(tmp_path_factory):
     def get(target: FuzzTarget):
         if target.name not in made:
             base = tmp_path_factory.mktemp(f"twin_{target.name}")
-            cfg = compose_run_config(
-                list(target.overrides), output_dir=base / "run", root_dir=base, data_dir=base
-            )
+            overrides = list(target.overrides)
+            if not any(o.startswith("experiment=") for o in overrides):
+                # a dataset-only target under an experiment that sets no dataset keys (the default
+                # experiment's twin recipe sizes video twins: its keys would reach, e.g., MNIST's twin)
+                overrides.insert(0, f"experiment={NEUTRAL_EXPERIMENT}")
+            cfg = compose_run_config(overrides, output_dir=base / "run", root_dir=base, data_dir=base)
             root = Path(instantiate(cfg.dataset[target.twin_attr]).ensure(str(base / "twin")))
             made[target.name] = (cfg, root)
         return made[target.name]
