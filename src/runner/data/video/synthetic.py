@@ -206,7 +206,9 @@ class ProceduralVideoTwin(CachedTwin):
     Args:
         layout: ``hmdb51`` | ``epic_kitchens`` | ``kinetics400`` -- the on-disk format to write.
         num_classes: number of (appearance, motion) classes; at most ``6 * 6``.
-        clips_per_class: clips (segments, for EPIC) per class, split ~70/30 train/test per class.
+        clips_per_class: clips (segments, for EPIC) per class, split train/test per class.
+        test_fraction: the share of each class's clips in the test split (0.3: HMDB51's 70/30);
+            a larger one gives a larger test split at the same training size.
         num_frames: frames per clip (EPIC segments get up to 50 % more).
         size: frame height = width in pixels (even).
         fps: frame rate written into the containers and used for EPIC timestamps.
@@ -222,6 +224,7 @@ class ProceduralVideoTwin(CachedTwin):
         size: int = 64,
         fps: int = 8,
         seed: int = 0,
+        test_fraction: float = 0.3,
     ):
         if layout not in LAYOUTS:
             raise invalid_value("dataset.twin.layout", layout, "one of " + ", ".join(LAYOUTS))
@@ -244,6 +247,9 @@ class ProceduralVideoTwin(CachedTwin):
         self.size = int(size)
         self.fps = int(fps)
         self.seed = int(seed)
+        self.test_fraction = float(test_fraction)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise invalid_value("dataset.twin.test_fraction", test_fraction, "a number in (0, 1)")
         # the smallest near-square grid of appearances x motions covering num_classes
         self.num_appearances = min(math.ceil(math.sqrt(self.num_classes)), len(APPEARANCES))
         self.num_motions = math.ceil(self.num_classes / self.num_appearances)
@@ -273,6 +279,8 @@ class ProceduralVideoTwin(CachedTwin):
             "size": self.size,
             "fps": self.fps,
             "seed": self.seed,
+            # recorded when not HMDB51's 30 %, so the default twins keep their hash
+            **({"test_fraction": self.test_fraction} if self.test_fraction != 0.3 else {}),
         }
 
     # ---- generation --------------------------------------------------------------------------
@@ -283,9 +291,9 @@ class ProceduralVideoTwin(CachedTwin):
         getattr(self, f"_write_{self.layout}")(out, rng, renderer)
 
     def _split_per_class(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Per class, a boolean train mask over its clips (~70 % True, at least one of each)."""
+        """Per class, a boolean train mask over its clips (``1 − test_fraction`` True, at least one of each)."""
         n = self.clips_per_class
-        n_train = min(max(1, round(0.7 * n)), n - 1)
+        n_train = min(max(1, round((1.0 - self.test_fraction) * n)), n - 1)
         masks = []
         for _ in range(self.num_classes):
             m = np.zeros(n, bool)
