@@ -272,6 +272,17 @@ def test_fedavg_ft_personalises_by_fine_tuning():
     assert all(not torch.allclose(tuned[k], glob) for k in range(4))
 
 
+def test_fine_tuning_evaluation_runs_inside_lightnings_inference_mode():
+    """Lightning's val / test loops run under torch.inference_mode: a strategy that fine-tunes at
+    evaluation (sequential execution: torch.autograd.grad) must still get gradients (it failed with
+    'element 0 of tensors does not require grad')."""
+    module = _module(FedAvgFT(finetune_steps=3, local_steps=2, local_lr=0.05, batch_size=8))
+    outside = module.personalised_accuracy()
+    with torch.inference_mode():
+        inside = module.personalised_accuracy()
+    torch.testing.assert_close(inside, outside)
+
+
 # ---- vectorized = sequential (float64) -----------------------------------------------------------
 def _clients(steps: int, count: int = 3, width: int | None = None):
     torch.manual_seed(0)

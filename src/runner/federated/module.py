@@ -443,8 +443,10 @@ class FederatedModule(L.LightningModule):
         """``(K,)`` accuracy of each client's personalised model (its parameters and running
         statistics, in eval mode) on its own split of ``data`` (default: the test splits)."""
         data = self.client_test if data is None else data
-        clients = torch.arange(data.num_clients, device=self.device)
-        with torch.enable_grad():  # a strategy may fine-tune before evaluating
+        # a strategy may fine-tune before evaluating (FedAvg-FT, Ditto, ...): gradients on, and out of
+        # the inference mode Lightning's val / test loops run in (enable_grad alone does not leave it)
+        with torch.inference_mode(False), torch.enable_grad():
+            clients = torch.arange(data.num_clients, device=self.device)
             params = self.strategy.client_evaluation_parameters(self, clients, self.global_flat())
         buffers = self.strategy.client_evaluation_buffers(self, clients, self.global_buffers())
         correct = torch.zeros(data.num_clients, device=self.device)
