@@ -193,6 +193,26 @@ def find_resume_checkpoint(output_dir: str, log_dir: str, task_name: str) -> str
     return None
 
 
+def plain_hyperparameters(checkpoint: dict[str, Any]) -> None:
+    """Turn the checkpoint's ``hyper_parameters`` into plain dicts / lists, in place: a module built
+    from config values (OmegaConf ``DictConfig`` / ``ListConfig``) would otherwise write objects that
+    :func:`load_checkpoint` and Lightning's ``weights_only=True`` refuse to unpickle. Call it from a
+    module's ``on_save_checkpoint``."""
+    from omegaconf import OmegaConf
+
+    def plain(value: Any) -> Any:
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(plain(v) for v in value)
+        return value
+
+    if "hyper_parameters" in checkpoint:
+        checkpoint["hyper_parameters"] = plain(dict(checkpoint["hyper_parameters"]))
+
+
 def callback_state(checkpoint: dict[str, Any], key_fragment: str) -> dict[str, Any]:
     """The saved state of the callback whose state key contains ``key_fragment`` ({} if absent)."""
     for key, state in (checkpoint.get("callbacks") or {}).items():

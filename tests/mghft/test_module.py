@@ -170,3 +170,26 @@ def test_clip_probe_with_a_random_tower_trains_only_its_head(tmp_path):
     assert logits.shape == (2, 7)
     with pytest.raises(UserError, match="not found"):
         CLIPLinearProbe(7, 64, "ViT-S-32", clip_checkpoint=str(tmp_path / "missing.bin"))
+
+
+def test_checkpoint_of_a_config_built_module_loads_with_weights_only(tmp_path):
+    """Modules built from config get OmegaConf containers (class names, optimizer); the checkpoint
+    ``test_ckpt=best`` reloads must hold plain values (weights_only=True refused ListConfig)."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from runner.checkpointing import load_checkpoint
+
+    model = MajorityClass(
+        3,
+        class_counts=OmegaConf.create([5, 30, 2]),
+        class_names=OmegaConf.create(["a", "b", "c"]),
+        optimizer=OmegaConf.create({"lr": 1e-3}),
+    )
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    trainer.strategy.connect(model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    assert loaded["hyper_parameters"]["class_names"] == ["a", "b", "c"]
+    assert load_checkpoint(path)["hyper_parameters"]["optimizer"] == {"lr": 1e-3}
