@@ -320,3 +320,181 @@ register(
         load_arrays,
     )
 )
+
+
+# ----------------------------------------------------------------------------- the newest papers' readers
+def load_grounding(cfg: DictConfig, root: Path) -> int:
+    """QVHighlights(-Unify): the data module reads every split's jsonl and feature files."""
+    # built as a partial, then called: the real CLI unwraps Hydra's InstantiationException the same way
+    build = instantiate(cfg.dataset, root=str(root), synthetic=False, label_cache_dir=None, _partial_=True)
+    datamodule = build()
+    return sum(len(datamodule.dataset(split)) for split in ("train", "val", "test"))
+
+
+def load_stickers(cfg: DictConfig, root: Path) -> int:
+    """Sticker readers (SER30K json, MET-MEME csv): the records of every split, each image opened as
+    the data loader does (an unreadable image is skipped and named)."""
+    from runner.data.skips import record_skip
+    from runner.data.stickers.datamodule import StickerDataset
+
+    reader = instantiate(cfg.dataset.reader)(root=str(root))
+    good = 0
+    for split in ("train", "val", "test"):
+        dataset = StickerDataset(reader.records(split), lambda image: image.size, None)
+        corrupt = [s["corrupt"] for s in (dataset[i] for i in range(len(dataset))) if "corrupt" in s]
+        good += len(dataset) - len(corrupt)
+        record_skip(str(root), f"unreadable {split} images", len(corrupt), corrupt)
+    return good
+
+
+def load_skeleton(cfg: DictConfig, root: Path) -> int:
+    """Skeleton readers (E-Gait h5, PYSKL pickle, NTU text) through the data module's split."""
+    datamodule = instantiate(cfg.dataset, root=str(root), synthetic=False)
+    datamodule.load()  # the data are read here, not at construction
+    return sum(datamodule.split_sizes.values())
+
+
+def json_annotation_out_of_range(key: str, value) -> Callable[[Path, random.Random], None]:
+    """A ``{"annotations": [...]}`` json file: ``key`` of one random entry becomes ``value``."""
+
+    def mutate(path: Path, rng: random.Random) -> None:
+        import json
+
+        if path.suffix != ".json":
+            return
+        payload = json.loads(path.read_text())
+        entries = payload.get("annotations") or []
+        if entries:
+            entries[rng.randrange(len(entries))][key] = value
+            path.write_text(json.dumps(payload))
+
+    return mutate
+
+
+def h5_label_out_of_range(path: Path, rng: random.Random) -> None:
+    """An E-Gait labels h5 with one label of -7."""
+    import h5py
+
+    if not path.name.startswith("labels"):
+        return
+    with h5py.File(path, "r+") as fh:
+        keys = sorted(fh.keys())
+        key = keys[rng.randrange(len(keys))]
+        del fh[key]
+        fh[key] = -7
+
+
+def pyskl_label_out_of_range(path: Path, rng: random.Random) -> None:
+    """A PYSKL pickle with one label of -7 (written by pickle: writing is safe)."""
+    from runner.data.safe_pickle import load_restricted_pickle
+
+    payload = load_restricted_pickle(path, format_name="PYSKL annotation pickle")
+    annotations = payload["annotations"]
+    annotations[rng.randrange(len(annotations))]["label"] = -7
+    with open(path, "wb") as fh:
+        pickle.dump(payload, fh)
+
+
+def only_suffix(
+    suffix: str, mutate: Callable[[Path, random.Random], None]
+) -> Callable[[Path, random.Random], None]:
+    """``mutate`` for files ending in ``suffix``; other files of the target are left alone."""
+    return lambda path, rng: mutate(path, rng) if path.name.endswith(suffix) else None
+
+
+def ser30k_out_of_range(path: Path, rng: random.Random) -> None:
+    """A label past the 7 classes in a labelled split file; a description of a sticker the split does
+    not list in a multi-view file (its sticker is left without views)."""
+    if "Annotations_mg" in path.parts:
+        json_annotation_out_of_range("file_name", "no_such_sticker.png")(path, rng)
+    else:
+        json_annotation_out_of_range("anno", 9)(path, rng)
+
+
+def ntu_count_out_of_range(path: Path, rng: random.Random) -> None:
+    """An NTU .skeleton file with one frame / body / joint count of -7 (the lines holding one integer)."""
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    counts = [i for i, line in enumerate(lines) if line.strip().isdigit()]
+    if counts:
+        lines[rng.choice(counts)] = "-7\n"
+        path.write_text("".join(lines))
+
+
+SMALL_STICKERS = ("dataset.twin.num_images=40", "dataset.twin.num_topics=4", "dataset.twin.image_size=32")
+SMALL_GAITS = (
+    "dataset.twin.num_gaits=40",
+    "dataset.twin.num_persons=8",
+    "dataset.twin.min_frames=12",
+    "dataset.twin.max_frames=16",
+)
+
+register(
+    FuzzTarget(
+        "qvhighlights_jsonl_npz",
+        (
+            "dataset=qvhighlights",
+            "dataset.twin.num_videos=[8,4,4]",
+            "dataset.twin.clips_range=[24,40]",
+        ),
+        ("train.jsonl", "clip_video/*.npz", "clip_text/*.npz"),
+        load_grounding,
+        only_suffix(".jsonl", jsonl_field("relevant_windows", [[30, 4]])),
+    )
+)
+register(
+    FuzzTarget(
+        "ser30k_json",
+        ("dataset=ser30k", *SMALL_STICKERS),
+        ("Annotations/image-level/train.json", "Annotations_mg/image-level/val.json", "Images/*/*.png"),
+        load_stickers,
+        ser30k_out_of_range,
+    )
+)
+register(
+    FuzzTarget(
+        "metmeme_csv",
+        ("dataset=metmeme", *SMALL_STICKERS),
+        ("label_E.csv", "E_text.csv", "Eimages/*.jpg"),
+        load_stickers,
+        only_suffix("label_E.csv", csv_column_out_of_range("sentiment category", "9(unknown)")),
+    )
+)
+register(
+    FuzzTarget(
+        "metmeme_views_json",
+        ("dataset=metmeme", *SMALL_STICKERS),
+        ("views_E.json",),
+        load_stickers,
+        notes="views_<L>.json is optional (absent: each view is the meme's own text, documented)",
+        skip_mutations=("delete",),
+    )
+)
+register(
+    FuzzTarget(
+        "egait_h5",
+        ("dataset=egait", *SMALL_GAITS),
+        ("features.h5", "labels.h5"),
+        load_skeleton,
+        h5_label_out_of_range,
+    )
+)
+register(
+    FuzzTarget(
+        "pyskl_pickle",
+        ("dataset=pyskl", *SMALL_GAITS),
+        ("*.pkl",),
+        load_skeleton,
+        pyskl_label_out_of_range,
+    )
+)
+register(
+    FuzzTarget(
+        "ntu_skeleton_txt",
+        ("dataset=ntu_skeleton", *SMALL_GAITS),
+        ("*.skeleton",),
+        load_skeleton,
+        ntu_count_out_of_range,
+        notes="a folder of files, none listed: a deleted file is simply absent",
+        skip_mutations=("delete",),
+    )
+)

@@ -2,7 +2,8 @@
 
 Everything is read once at construction: annotations, every feature file a query needs (a missing or
 malformed file skips the query; the file is named in the log and the count goes to ``metrics.json``
-under ``data.skipped_feature_files``), and the anchor labels (:mod:`.anchors`, cached by hash).
+under ``data.skipped_feature_files`` and, per split file, under ``skipped``; a split left with no query
+is a one-line error), and the anchor labels (:mod:`.anchors`, cached by hash).
 
 Training samples follow the code: for a query whose video has ``T`` clips, the chunk starting at
 boundary ``i`` (``i = 1 .. T − window + 1``, every ``chunk_stride``-th) holds the windows ending at
@@ -41,6 +42,7 @@ from runner.data.grounding.readers import (
     load_feature_array,
     read_annotations,
 )
+from runner.data.skips import nothing_left, record_skip
 from runner.data.twin import data_root
 from runner.errors import invalid_value, missing_dataset_root
 
@@ -345,6 +347,7 @@ class QVHighlightsDataModule(L.LightningDataModule):
         videos: dict[str, np.ndarray] = {}
         bad_videos: set[str] = set()
         kept: list[GroundingRecord] = []
+        skipped_before = set(self.skipped)
         streams: dict[str, list[np.ndarray]] = {m: [] for m in self.modalities}
         for record in records:
             if record.vid in bad_videos:
@@ -366,6 +369,12 @@ class QVHighlightsDataModule(L.LightningDataModule):
             kept.append(record)
             for m, a in arrays.items():
                 streams[m].append(a)
+        bad_files = [f"{p} ({r})" for p, r in self.skipped.items() if p not in skipped_before]
+        record_skip(
+            path, "queries with a missing or malformed feature file", len(records) - len(kept), bad_files
+        )
+        if not kept:
+            raise nothing_left(path, "query", "every query's feature files were missing or malformed")
         vid_names = sorted({r.vid for r in kept})
         vid_pos = {v: i for i, v in enumerate(vid_names)}
         video_stream = PaddedStream([videos[v] for v in vid_names], self.feature_dim)

@@ -79,12 +79,25 @@ def _window_list(value: object, where: str) -> list[tuple[float, float]]:
         return []
     try:
         windows = [(float(w[0]), float(w[1])) for w in value]  # type: ignore[union-attr]
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, KeyError):
         raise UserError(f"{where}: relevant_windows must be a list of [start, end] pairs") from None
     for start, end in windows:
         if end < start:
             raise UserError(f"{where}: relevant window [{start}, {end}] ends before it starts")
     return windows
+
+
+def _number(kind: type, value: object, key: str, where: str):
+    """``kind(value)`` (int or float; ``"3"`` allowed, ``3.5`` not for int), a UserError naming ``where``."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+        if kind is int and not number.is_integer():
+            raise ValueError
+        return int(number) if kind is int else number
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(
+            f"{where}: {key}={value!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
 
 
 def read_annotations(path: str | os.PathLike) -> list[GroundingRecord]:
@@ -98,14 +111,23 @@ def read_annotations(path: str | os.PathLike) -> list[GroundingRecord]:
                 f"{where} lacks {', '.join(missing)} (QVHighlights jsonl: qid, query, duration, vid, ...)"
             )
         segment = raw.get("segment_query")
+        qid = _number(int, raw["qid"], "qid", where)
+        duration = _number(float, raw["duration"], "duration", where)
+        if not duration > 0:
+            raise UserError(f"{where}: duration={raw['duration']!r} is not a positive number of seconds")
+        if segment:
+            try:
+                segment = (float(segment[0]), float(segment[1]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise UserError(f"{where}: segment_query={segment!r} is not a [start, end] pair") from None
         records.append(
             GroundingRecord(
-                qid=int(raw["qid"]),
+                qid=qid,
                 vid=str(raw["vid"]),
                 query=str(raw.get("query", "")),
-                duration=float(raw["duration"]),
+                duration=duration,
                 windows=_window_list(raw.get("relevant_windows"), where),
-                segment_query=(float(segment[0]), float(segment[1])) if segment else None,
+                segment_query=segment or None,
                 complementary_text=raw.get("complementary_text"),
             )
         )

@@ -199,10 +199,11 @@ class EGaitReader:
                 finally:
                     if affective_file is not None:
                         affective_file.close()
-        except OSError as err:
+        except (OSError, KeyError, RuntimeError) as err:  # h5py's errors for damaged files
             raise UserError(
-                f"{files['features']} or {files['labels']} is not a readable HDF5 file ({err})"
-            ) from err
+                f"{files['features']} or {files['labels']} is not a readable HDF5 file "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
 
     @staticmethod
     def _pair_keys(
@@ -244,6 +245,9 @@ class EGaitReader:
                         )
             except MalformedSample as err:
                 skipped.append((feature_key, str(err), err.kind))
+                continue
+            except (OSError, KeyError, RuntimeError) as err:  # one damaged dataset of the file
+                skipped.append((feature_key, f"unreadable ({type(err).__name__})", "unreadable samples"))
                 continue
             sequences.append(seq)
             labels.append(label)
@@ -414,15 +418,23 @@ def read_ntu_skeleton(path: str | os.PathLike, max_bodies: int = 2) -> np.ndarra
         cursor += 1
         return lines[cursor - 1]
 
+    def count(line: str, what: str) -> int:
+        value = int(line)
+        if value < 0:
+            raise MalformedSample(
+                f"negative {what} count {value} at line {cursor}", "files that do not parse"
+            )
+        return value
+
     try:
-        num_frames = int(take())
+        num_frames = count(take(), "frame")
         frames: list[list[np.ndarray]] = []
         num_joints = None
         for _ in range(num_frames):
             bodies = []
-            for _ in range(int(take())):
+            for _ in range(count(take(), "body")):
                 take()  # body info line
-                joints_here = int(take())
+                joints_here = count(take(), "joint")
                 if num_joints is None:
                     num_joints = joints_here
                 elif joints_here != num_joints:

@@ -25,7 +25,9 @@ format. Without that file each view is the meme's own text (reconstruction, docu
 the four stages then see the same text).
 
 A json entry without a label, or with a label outside the classes, stops with one line naming the
-file and the entry. Images are not opened here: an unreadable image is skipped (named, counted) by
+file and the entry; so does a descriptions folder that lacks a split's file, or a csv whose header
+lacks its columns. Stickers / memes left without a description (or a MET-MEME text row) are counted
+under ``skipped`` in ``metrics.json`` (:func:`runner.data.skips.record_skip`). Images are not opened here: an unreadable image is skipped (named, counted) by
 the data loader.
 """
 
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from runner.data.skips import record_skip
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
 log = logging.getLogger("runner.data")
@@ -124,9 +127,17 @@ class SER30KReader:
 
     @property
     def has_views(self) -> bool:
-        return self.descriptions is not None and all(
-            (self.descriptions / f"{s}.json").is_file() for s in SPLITS
-        )
+        """True when the descriptions folder is there; a split file missing from it is a UserError (a
+        silent fall-back to no views would train the text branch on nothing)."""
+        if self.descriptions is None or not self.descriptions.is_dir():
+            return False
+        missing = [s for s in SPLITS if not (self.descriptions / f"{s}.json").is_file()]
+        if missing:
+            raise UserError(
+                f"{self.descriptions} lacks {', '.join(f'{s}.json' for s in missing)}; every split needs "
+                "its multi-view descriptions (dataset.reader.descriptions=null reads none)"
+            )
+        return True
 
     @staticmethod
     def _entries(path: Path) -> list[dict]:
@@ -160,8 +171,9 @@ class SER30KReader:
         path = self.annotations / f"{split}.json"
         if not path.is_file():
             raise UserError(f"SER30K split file {path} not found (dataset.root={self.root})")
+        with_views = self.has_views
         descriptions = self._descriptions(split)
-        records = []
+        records, undescribed = [], []
         for i, entry in enumerate(self._entries(path)):
             if not isinstance(entry, dict) or "topic" not in entry or "file_name" not in entry:
                 raise UserError(f"{path}: entry {i} lacks topic / file_name")
@@ -171,8 +183,8 @@ class SER30KReader:
                 raise UserError(f"{where} has no label ('anno')")
             label = _label(entry["anno"], self.num_classes, 1, where)
             description = descriptions.get(key, "")
-            if descriptions and key not in descriptions:
-                log.warning("%s: no multi-view description for %s (empty views)", self.descriptions, key)
+            if with_views and key not in descriptions:
+                undescribed.append(key)
             records.append(
                 StickerRecord(
                     path=str(self.images / str(entry["topic"]) / str(entry["file_name"])),
@@ -182,6 +194,13 @@ class SER30KReader:
                     description=description,
                 )
             )
+        if with_views:
+            record_skip(
+                str(self.descriptions / f"{split}.json"),
+                "stickers without a multi-view description (empty views)",
+                len(undescribed),
+                undescribed,
+            )
         self._cache[split] = records
         return records
 
@@ -189,8 +208,9 @@ class SER30KReader:
 _CATEGORY = re.compile(r"^\s*(\d+)\s*(?:\(.*\))?\s*$")
 
 
-def _read_csv(path: Path, encoding: str) -> list[dict[str, str]]:
-    """Rows of a csv as dicts; decoded with ``encoding`` (MET-MEME: gbk), UTF-8 as a fallback."""
+def _read_csv(path: Path, encoding: str, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a csv as dicts; decoded with ``encoding`` (MET-MEME: gbk), UTF-8 as a fallback. A header
+    without one of ``required`` (an empty or foreign file) or a malformed row is a UserError."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -204,7 +224,17 @@ def _read_csv(path: Path, encoding: str) -> list[dict[str, str]]:
     else:
         text = raw.decode(encoding, errors="replace")
         log.warning("%s is neither %s nor UTF-8: undecodable bytes replaced", path, encoding)
-    rows = list(csv.DictReader(text.splitlines(keepends=True)))
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    try:
+        header = [(name or "").strip() for name in reader.fieldnames or []]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise UserError(
+                f"{path}, line 1: the header lacks column(s) {', '.join(missing)} (an empty or foreign file?)"
+            )
+        rows = list(reader)
+    except csv.Error as e:
+        raise UserError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
     return [{(k or "").strip(): (v or "") for k, v in row.items()} for row in rows]
 
 
@@ -253,9 +283,8 @@ class MetMemeReader:
         if not path.is_file():
             log.warning("MET-MEME text file %s not found: empty texts", path)
             return {}
-        return {
-            row.get("file_name", "").strip(): row.get("text", "").strip() for row in _read_csv(path, encoding)
-        }
+        rows = _read_csv(path, encoding, required=("file_name", "text"))
+        return {row.get("file_name", "").strip(): row.get("text", "").strip() for row in rows}
 
     def _descriptions(self) -> dict[str, str]:
         if not self.views_file.is_file():
@@ -270,7 +299,10 @@ class MetMemeReader:
 
     def _labelled(self, encoding: str) -> list[StickerRecord]:
         records = []
-        for i, row in enumerate(_read_csv(self.labels_file, encoding)):
+        textless, undescribed = [], []
+        for i, row in enumerate(
+            _read_csv(self.labels_file, encoding, required=("file_name", "sentiment category"))
+        ):
             name = row.get("file_name", "").strip()
             if not name:
                 continue  # trailing blank rows of the spreadsheet export
@@ -282,8 +314,12 @@ class MetMemeReader:
             if match is None:
                 raise UserError(f"{where}: label {category!r} is not like '1(happiness)'")
             label = _label(match.group(1), self.num_classes, 1, where)
+            if name not in self.texts:
+                textless.append(name)
             text = self.texts.get(name, "")
             description = self.descriptions.get(name)
+            if description is None and self.views_file.is_file():
+                undescribed.append(name)
             views = split_views(description) if description else (text, text, text, text)
             records.append(
                 StickerRecord(
@@ -296,6 +332,14 @@ class MetMemeReader:
             )
         if not records:
             raise UserError(f"{self.labels_file} has no labelled meme")
+        text_file = str(self.root / f"{self.language}_text.csv")
+        record_skip(text_file, "memes without a text row (empty text)", len(textless), textless)
+        record_skip(
+            str(self.views_file),
+            "memes without a multi-view description (views = the meme's text)",
+            len(undescribed),
+            undescribed,
+        )
         return records
 
     @staticmethod
