@@ -11,9 +11,10 @@ then reads the sweeps' ``metrics.json`` files to lay the per-condition tables ou
 
 * ``learned``: ``method=ovg_hq`` (OVG-HQ-Unify: TTT memory + distillation), ``ovg_hq_no_distill``,
   ``ovg_hq_expert`` (the segment+text expert alone);
-* ``memory``: ``model=ovg_hq_no_memory | ovg_hq_attention | ovg_hq_offline`` with
-  ``method=ovg_hq_no_distill`` (compared with the no-distillation TTT row, so one expert is trained);
-* ``trivial``: ``method=ovg_hq_trivial | ovg_hq_random``.
+* ``memory``: ``model=ovg_hq_no_memory | ovg_hq_attention`` with ``method=ovg_hq_no_distill``
+  (compared with the no-distillation TTT row, so one expert is trained);
+* ``trivial``: ``method=ovg_hq_trivial | ovg_hq_random``;
+* ``offline``: ``model=ovg_hq_offline`` with ``method=ovg_hq_no_distill`` (the upper bound).
 
 The segment+text expert used for distillation is trained once (first ``ovg_hq`` job, cached under
 ``<data_dir>/ovg_hq_experts``) and shared by the seeds.
@@ -46,8 +47,9 @@ CONDITIONS = (
 )
 SWEEPS = {  # sweep name -> overrides (comma lists are swept)
     "learned": ["method=ovg_hq,ovg_hq_no_distill,ovg_hq_expert"],
-    "memory": ["method=ovg_hq_no_distill", "model=ovg_hq_no_memory,ovg_hq_attention,ovg_hq_offline"],
+    "memory": ["method=ovg_hq_no_distill", "model=ovg_hq_no_memory,ovg_hq_attention"],
     "trivial": ["method=ovg_hq_trivial,ovg_hq_random"],
+    "offline": ["method=ovg_hq_no_distill", "model=ovg_hq_offline"],
 }
 ROWS = [  # (label, overrides that identify the group, note)
     ("OVG-HQ-Unify (TTT memory + distillation)", {"method": "ovg_hq"}, "full model"),
