@@ -27,7 +27,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -128,7 +127,13 @@ def cell(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def summarise(jobs: list[dict], args: argparse.Namespace, minutes: float) -> None:
+def shown_path(folder: str) -> str:
+    """``folder`` relative to the repository when inside it (no machine-specific prefix in results.md)."""
+    path = Path(folder).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def summarise(jobs: list[dict], args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,9 +145,9 @@ def summarise(jobs: list[dict], args: argparse.Namespace, minutes: float) -> Non
         "# OVG-HQ-Unify on the QVHighlights-Unify twin",
         "",
         f"Produced by `experiments/ovg_hq/run.py` from `python -m runner -m experiment={EXPERIMENT} ...` sweeps "
-        f"(seeds {','.join(map(str, args.seeds))}; sweep folders and their `report.md` under `{args.runs_dir}`; "
-        f"{minutes:.0f} min wall on the shared 2-core CPU machine, {args.jobs} job(s) at a time, 1 torch thread "
-        "each). Values: mean ± std over seeds, in %, test split of the twin, the model selected on val "
+        f"(seeds {','.join(map(str, args.seeds))}; sweep folders and their `report.md` under `{shown_path(args.runs_dir)}`; "
+        f"{sum(j['wall'] for j in jobs) / 60:.0f} min of run time summed over the runs, on the shared 2-core "
+        "CPU machine, 1 torch thread per run). Values: mean ± std over seeds, in %, test split of the twin, the model selected on val "
         "text-only oR@1,IoU=0.5. Online metrics average the timeliness tolerances t_s ∈ {1, 3, 5} s.",
         "",
         "## oR@1, IoU=0.5 per query condition",
@@ -239,12 +244,11 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
-    started = time.time()
     if not args.summarise_only:
         for name in args.sweeps:
             launch(name, SWEEPS[name], args)
     jobs = [j for name in SWEEPS for j in load_jobs(Path(args.runs_dir) / name)]
-    summarise(jobs, args, (time.time() - started) / 60)
+    summarise(jobs, args)
 
 
 if __name__ == "__main__":
