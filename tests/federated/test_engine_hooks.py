@@ -249,4 +249,8 @@ def test_ddp_sim_round_equals_single_process(tmp_path, data_dir):
         (ckpt,) = list(root.glob("logs/**/checkpoints/last.ckpt"))
         finals[name] = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     for key, value in finals["single"].items():
-        assert torch.allclose(value, finals["ddp"][key], atol=1e-6), key
+        # the weights agree to 1e-6; the stored server direction (before the lr, ~10x the weights'
+        # steps) carries float32 reduction-order noise of the gathered updates: measured 1.2e-6 on one
+        # of 1,934 coordinates
+        tolerance = 1e-6 if key.startswith("net.") else 1e-5
+        assert torch.allclose(value, finals["ddp"][key], atol=tolerance), key
