@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -151,21 +150,16 @@ class CLIPLinearProbe(StickerClassifier):
         scheduler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(num_classes, class_names, label_smoothing, aux_loss_weight, optimizer, scheduler)
-        import open_clip
+        from runner.models.clip import load_open_clip
 
         self.save_hyperparameters(ignore=["net"])
-        if clip_checkpoint is not None and not Path(str(clip_checkpoint)).expanduser().is_file():
-            raise UserError(
-                f"open_clip checkpoint {clip_checkpoint} not found (method.clip_checkpoint must be a local "
-                "file; nothing is downloaded), or set it to null for a randomly initialised tower"
-            )
-        if clip_checkpoint is None:
-            log.warning("CLIP linear probe without a checkpoint: the image tower is randomly initialised")
-        if clip_model not in open_clip.list_models():
-            raise UserError(f"unknown open_clip model method.clip_model={clip_model!r}")
-        model = open_clip.create_model(
+        # a local weight file only, loaded with weights_only=True (runner.models.clip); null: random tower
+        model = load_open_clip(
             clip_model,
-            pretrained=str(Path(str(clip_checkpoint)).expanduser()) if clip_checkpoint else None,
+            clip_checkpoint,
+            config_key="method.clip_checkpoint",
+            model_key="method.clip_model",
+            allow_random_init=True,
             force_image_size=int(image_size),
         )
         self.visual = model.visual.eval().requires_grad_(False)
