@@ -12,7 +12,14 @@ from tests.conftest import TINY_MODEL, TINY_TWIN, run_cli
 
 def test_multirun_with_a_failing_job_then_report(tmp_path, data_dir):
     result = run_cli(
-        ["-m", "experiment=video_supervised_hmdb", "debug=fdr", "method.optimizer.lr=0.05,-1", *TINY_TWIN, *TINY_MODEL],
+        [
+            "-m",
+            "experiment=video_supervised_hmdb",
+            "debug=fdr",
+            "method.optimizer.lr=0.05,-1",
+            *TINY_TWIN,
+            *TINY_MODEL,
+        ],
         tmp_path,
         data_dir=data_dir,
     )

@@ -314,3 +314,27 @@ def test_missing_listed_videos_reach_metrics_json(make_cfg, tmp_path, data_dir):
     payload = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     entry = next(e for e in payload["skipped"] if "missing" in e["reason"])
     assert entry["count"] == len(removed)
+
+
+def test_hparams_of_config_built_objects_are_made_plain_for_weights_only_checkpoints(tmp_path):
+    """Every method and datamodule is built from config and gets OmegaConf containers; runner.train
+    makes their saved hyperparameters plain, so resume / test_ckpt=best reload the checkpoint with
+    weights_only=True (skeleton and sticker checkpoints failed with 'Unsupported global ListConfig')."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from runner.checkpointing import load_checkpoint, make_hparams_plain
+
+    class Tiny(L.LightningModule):
+        def __init__(self, names, optimizer):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(2, 2)
+
+    module = Tiny(OmegaConf.create(["a", "b"]), OmegaConf.create({"lr": 0.1, "betas": [0.9, 0.99]}))
+    make_hparams_plain(module, None)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    loaded = load_checkpoint(tmp_path / "tiny.ckpt")
+    assert loaded["hyper_parameters"] == {"names": ["a", "b"], "optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}}

@@ -53,6 +53,18 @@ FAMILIES = {
     ],
 }
 FAMILIES["recsys_sgl"] = ["experiment=sgl_yelp", *FAMILIES["recsys"][1:]]
+# random temporal sampling in 2 persistent loader workers: every clip drawn from a (seed, epoch, sample) seed
+FAMILIES["skeleton"] = [
+    "experiment=skeleton_emotion_twin",
+    "method=skeleton_stgcn",
+    "dataset.temporal=uniform",
+    "dataset.twin.num_gaits=64",
+    "dataset.twin.num_persons=8",
+    "dataset.num_frames=16",
+    "dataset.batch_size=4",
+    "dataset.num_workers=2",
+    "dataset.persistent_workers=true",
+]
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -179,7 +191,8 @@ def test_video_resume_is_exact_with_the_default_loaders(make_cfg, tmp_path):
     # after the training iterator's base-seed draw from the global RNG, see runner.methods.recsys.module);
     # recsys_sgl: SGL's edge-dropout views come from the restored global RNG, which loader iterators
     # no longer touch
-    ["federated", "recsys", "recsys_sgl"],
+    # skeleton: before, a worker drew each clip's frames from its own global RNG
+    ["federated", "recsys", "recsys_sgl", "skeleton"],
 )
 def test_resume_is_exact_for_every_family(make_cfg, tmp_path, family):
     straight_vs_resumed(make_cfg, tmp_path, FAMILIES[family], epochs=2)

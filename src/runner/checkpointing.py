@@ -193,24 +193,38 @@ def find_resume_checkpoint(output_dir: str, log_dir: str, task_name: str) -> str
     return None
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with every OmegaConf container (at any depth) turned into plain dicts / lists."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def plain_hyperparameters(checkpoint: dict[str, Any]) -> None:
     """Turn the checkpoint's ``hyper_parameters`` into plain dicts / lists, in place: a module built
     from config values (OmegaConf ``DictConfig`` / ``ListConfig``) would otherwise write objects that
     :func:`load_checkpoint` and Lightning's ``weights_only=True`` refuse to unpickle. Call it from a
     module's ``on_save_checkpoint``."""
-    from omegaconf import OmegaConf
-
-    def plain(value: Any) -> Any:
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(plain(v) for v in value)
-        return value
-
     if "hyper_parameters" in checkpoint:
-        checkpoint["hyper_parameters"] = plain(dict(checkpoint["hyper_parameters"]))
+        checkpoint["hyper_parameters"] = _plain(dict(checkpoint["hyper_parameters"]))
+
+
+def make_hparams_plain(*objects: Any) -> None:
+    """The saved hyperparameters (``save_hyperparameters``) of Lightning modules / datamodules, made
+    plain in place, so every checkpoint they write loads with ``weights_only=True``: a run's objects
+    are built from config and receive OmegaConf containers (``runner.train`` calls this once they are
+    built; resume and ``test_ckpt=best`` reload the file)."""
+    for obj in objects:
+        hparams = getattr(obj, "hparams", None) if obj is not None else None
+        if isinstance(hparams, dict):
+            for key, value in list(hparams.items()):
+                hparams[key] = _plain(value)
 
 
 def callback_state(checkpoint: dict[str, Any], key_fragment: str) -> dict[str, Any]:

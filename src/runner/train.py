@@ -24,6 +24,7 @@ from runner.checkpointing import (
     clean_stale_tmp_files,
     find_resume_checkpoint,
     load_checkpoint,
+    make_hparams_plain,
     read_callback_state,
     safe_checkpoint_globals,
 )
@@ -162,6 +163,7 @@ def run(cfg: DictConfig) -> float | None:
     properties = data_properties(datamodule)
     networks = build_networks(cfg, properties)
     module = instantiate(cfg.method, **networks, **accepted_kwargs(cfg.method, properties))
+    make_hparams_plain(module, datamodule)  # checkpoints load with weights_only=True (resume, test_ckpt)
 
     ckpt_path = resolve_checkpoint(cfg)
     wandb_run_id = read_callback_state(ckpt_path, "RunMetadata").get("wandb_run_id") if ckpt_path else None

@@ -34,6 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator
 from runner.data.skeleton.affective import DEFAULT_DT, FeatureScaler, affective_features, feature_names
 from runner.data.skeleton.layouts import LAYOUTS, get_layout
 from runner.data.skeleton.readers import SkeletonCollection
@@ -132,9 +133,15 @@ class SkeletonClips(Dataset):
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        # random temporal sampling draws from torch's seeded generator (Lightning seeds the workers)
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()))) if self.random_sampling else None
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        # the training sampler hands out (index, sample seed) (EpochSeededSampler): random temporal
+        # sampling is a function of (seed, epoch, sample), so a resumed fit draws what a straight one
+        # does, with or without loader workers (runner.data.loading)
+        index, sample_seed = key if isinstance(key, tuple) else (key, None)
+        rng = None
+        if self.random_sampling:
+            seed = sample_seed if sample_seed is not None else int(torch.randint(0, 2**31 - 1, ()))
+            rng = np.random.default_rng(seed)
         clip = fixed_length(
             fixed_persons(self.sequences[index], self.max_persons), self.num_frames, self.temporal, rng
         )
@@ -414,10 +421,14 @@ class SkeletonDataModule(L.LightningDataModule):
         self.load()
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[name]
         return DataLoader(
-            self.datasets[name],
+            dataset,
             batch_size=self.batch_size if name == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            # exact resume (runner.data.loading): the order and every sample's random clip are functions
+            # of (seed, epoch); the loader's own generator never touches the global RNG
+            sampler=EpochSeededSampler(len(dataset), self.seed, fit_epoch(self)) if shuffle else None,
+            generator=loader_generator(self.seed),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,

@@ -24,10 +24,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from runner.data.loading import EpochSeededSampler
 from runner.data.stickers.readers import SPLITS, StickerRecord, class_counts
 from runner.data.stickers.text_features import FrozenTextEncoder, TextFeatureCache
 from runner.data.twin import data_root
-from runner.data.video.datamodule import EpochSeededSampler
 from runner.errors import invalid_value
 
 log = logging.getLogger("runner.data")

@@ -15,9 +15,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import fit_epoch, loader_generator
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
@@ -135,36 +135,6 @@ class VideoClipDataset(Dataset):
         for name, (spec, tf) in self.views.items():
             out[f"video_{name}"] = tf(frames[spec.positions(len(frames))], generator=generator, flip=flip)
         return out
-
-
-class EpochSeededSampler(Sampler[tuple[int, int]]):
-    """Shuffles the training set as a function of ``(seed, epoch)`` only, and gives every sample a
-    seed for its augmentations: yields ``(index, sample_seed)``.
-
-    Lightning calls :meth:`set_epoch` at the start of every epoch (also after a resume), so the
-    order and the augmentations of epoch e do not depend on how much global RNG was consumed
-    before — 1 epoch + resume 1 epoch sees the same data as 2 epochs straight.
-    (Under DDP Lightning wraps this sampler; it then shuffles per epoch with its own seed and the
-    per-sample seeds repeat across epochs.) ``epoch`` is the epoch it starts at: with loader workers
-    the first iterator of a fit is created before ``set_epoch`` (see :mod:`runner.data.loading`).
-    """
-
-    def __init__(self, length: int, seed: int = 0, epoch: int = 0) -> None:
-        self.length = int(length)
-        self.seed = int(seed)
-        self.epoch = int(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.length, generator=generator).tolist()
-        seeds = torch.randint(0, 2**62, (self.length,), generator=generator).tolist()
-        return iter(zip(order, seeds, strict=True))
 
 
 def collate_video_batch(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
