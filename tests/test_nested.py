@@ -78,3 +78,19 @@ def test_nested_trainer_runs_within_the_outer_limits(outer, steps):
 )
 def test_synthetic_override_is_the_data_choice(given, expected):
     assert with_data_choice(given) == expected
+
+
+def test_nested_trainings_write_under_the_run_folder_never_the_current_one(tmp_path):
+    """A nested Trainer's default_root_dir is <run>/nested/<stage> inside a run (a teacher's test
+    confusion matrix went to ./figures of the folder the command was started in)."""
+    from omegaconf import OmegaConf
+
+    from runner.nested import nested_root_dir, nested_trainer, with_nested_debug_limits
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path / "run")}, "trainer": {}})
+    seen = with_nested_debug_limits(lambda c: nested_trainer("teacher cnn", max_epochs=1).default_root_dir)(
+        cfg
+    )
+    assert seen == str(tmp_path / "run" / "nested" / "teacher_cnn")
+    outside = nested_root_dir("teacher cnn")
+    assert not outside.startswith(str(tmp_path)) and "runner-nested-" in outside

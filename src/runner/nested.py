@@ -43,6 +43,8 @@ BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches"
 
 _LIMITS: ContextVar[dict[str, Any] | None] = ContextVar("runner_nested_debug_limits", default=None)
 _LIMITS_ENV = "RUNNER_NESTED_DEBUG_LIMITS"
+# the outer run's folder (paths.output_dir): nested trainings write under <it>/nested/<stage>
+_OUTPUT_DIR: ContextVar[str | None] = ContextVar("runner_nested_output_dir", default=None)
 
 
 def _restricts(key: str, value: Any) -> bool:
@@ -152,19 +154,17 @@ def nested_trainer(
 
 def nested_root_dir(stage: str) -> str:
     """Where a nested training writes what its module saves (a teacher's test confusion matrix):
-    ``<run folder>/nested/<stage>`` inside a Hydra run, else a fresh temporary folder -- never the
-    folder the command was started in (Lightning's default)."""
+    ``<run folder>/nested/<stage>`` inside a run (:func:`with_nested_debug_limits` records the run's
+    ``paths.output_dir``), else one temporary folder per process -- never the folder the command was
+    started in (Lightning's default)."""
     import re
     import tempfile
 
-    from hydra.core.hydra_config import HydraConfig
-
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stage) or "stage"
-    if HydraConfig.initialized():
-        output_dir = HydraConfig.get().runtime.output_dir
-        if output_dir:
-            return os.path.join(output_dir, "nested", name)
-    return tempfile.mkdtemp(prefix=f"runner-nested-{name}-")
+    output_dir = _OUTPUT_DIR.get()
+    if output_dir:
+        return os.path.join(output_dir, "nested", name)
+    return os.path.join(tempfile.gettempdir(), f"runner-nested-{os.getpid()}", name)
 
 
 def divergence_guard(stage: str, lower_key: str | None = None) -> L.Callback:
@@ -291,12 +291,18 @@ class StageProgress(L.Callback):
 
 
 def with_nested_debug_limits(run_fn: Any) -> Any:
-    """Decorate ``run(cfg)`` so that nested trainings inside it see ``cfg.trainer``'s debug limits."""
+    """Decorate ``run(cfg)`` so that nested trainings inside it see ``cfg.trainer``'s debug limits and
+    write under ``cfg.paths.output_dir``."""
     import functools
 
     @functools.wraps(run_fn)
     def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> Any:
-        with outer_run(cfg.get("trainer")):
-            return run_fn(cfg, *args, **kwargs)
+        paths = cfg.get("paths") or {}
+        token = _OUTPUT_DIR.set(paths.get("output_dir"))
+        try:
+            with outer_run(cfg.get("trainer")):
+                return run_fn(cfg, *args, **kwargs)
+        finally:
+            _OUTPUT_DIR.reset(token)
 
     return wrapper

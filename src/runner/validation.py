@@ -305,7 +305,7 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "pos_iou": "(0, 1]",
         "chunk_stride": COUNT,
         # sticker datasets (MGHFT): MET-MEME's split, the frozen text encoder, the image augmentation
-        "reader.split_fractions": "(0, 1)",
+        "reader.split_fractions": FRACTION,  # MET-MEME: three shares summing to 1 (the reader checks the sum)
         "text_encoder.layers": COUNT,
         "transform.color_jitter": "number >= 0",
         "transform.eval_crop_ratio": "(0, 1]",
