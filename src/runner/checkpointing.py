@@ -206,15 +206,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def plain_hyperparameters(checkpoint: dict[str, Any]) -> None:
-    """Turn the checkpoint's ``hyper_parameters`` into plain dicts / lists, in place: a module built
-    from config values (OmegaConf ``DictConfig`` / ``ListConfig``) would otherwise write objects that
-    :func:`load_checkpoint` and Lightning's ``weights_only=True`` refuse to unpickle. Call it from a
-    module's ``on_save_checkpoint``."""
-    if "hyper_parameters" in checkpoint:
-        checkpoint["hyper_parameters"] = _plain(dict(checkpoint["hyper_parameters"]))
-
-
 def make_hparams_plain(*objects: Any) -> None:
     """The saved hyperparameters (``save_hyperparameters``) of Lightning modules / datamodules, made
     plain in place, so every checkpoint they write loads with ``weights_only=True``: a run's objects

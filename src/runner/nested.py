@@ -157,10 +157,11 @@ def nested_root_dir(stage: str) -> str:
     ``<run folder>/nested/<stage>`` inside a run (:func:`with_nested_debug_limits` records the run's
     ``paths.output_dir``), else one temporary folder per process -- never the folder the command was
     started in (Lightning's default)."""
-    import re
     import tempfile
 
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stage) or "stage"
+    from runner.tracking import safe_key
+
+    name = safe_key(stage) or "stage"
     output_dir = _OUTPUT_DIR.get()
     if output_dir:
         return os.path.join(output_dir, "nested", name)

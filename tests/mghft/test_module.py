@@ -173,12 +173,13 @@ def test_clip_probe_with_a_random_tower_trains_only_its_head(tmp_path):
 
 
 def test_checkpoint_of_a_config_built_module_loads_with_weights_only(tmp_path):
-    """Modules built from config get OmegaConf containers (class names, optimizer); the checkpoint
-    ``test_ckpt=best`` reloads must hold plain values (weights_only=True refused ListConfig)."""
+    """Modules built from config get OmegaConf containers (class names, optimizer); once runner.train
+    has made their hyperparameters plain (make_hparams_plain), the checkpoint ``test_ckpt=best``
+    reloads loads with weights_only=True (it refused ListConfig)."""
     import lightning as L
     from omegaconf import OmegaConf
 
-    from runner.checkpointing import load_checkpoint
+    from runner.checkpointing import load_checkpoint, make_hparams_plain
 
     model = MajorityClass(
         3,
@@ -186,6 +187,7 @@ def test_checkpoint_of_a_config_built_module_loads_with_weights_only(tmp_path):
         class_names=OmegaConf.create(["a", "b", "c"]),
         optimizer=OmegaConf.create({"lr": 1e-3}),
     )
+    make_hparams_plain(model)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
     trainer.strategy.connect(model)
     path = tmp_path / "model.ckpt"

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["EpochSeededSampler", "fit_epoch", "loader_generator"]
+__all__ = ["EpochSeededSampler", "fit_epoch", "loader_generator", "sampler_key"]
 
 
 def fit_epoch(owner: Any) -> int:
@@ -80,3 +80,9 @@ class EpochSeededSampler(Sampler[tuple[int, int]]):
         order = torch.randperm(self.length, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.length,), generator=generator).tolist()
         return iter(zip(order, seeds, strict=True))
+
+
+def sampler_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
+    """``(index, sample_seed)`` of a dataset key: :class:`EpochSeededSampler` hands out pairs, plain
+    (evaluation) loaders an index alone (then the seed is None)."""
+    return key if isinstance(key, tuple) else (key, None)

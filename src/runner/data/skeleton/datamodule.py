@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key
 from runner.data.skeleton.affective import DEFAULT_DT, FeatureScaler, affective_features, feature_names
 from runner.data.skeleton.layouts import LAYOUTS, get_layout
 from runner.data.skeleton.readers import SkeletonCollection
@@ -137,7 +137,7 @@ class SkeletonClips(Dataset):
         # the training sampler hands out (index, sample seed) (EpochSeededSampler): random temporal
         # sampling is a function of (seed, epoch, sample), so a resumed fit draws what a straight one
         # does, with or without loader workers (runner.data.loading)
-        index, sample_seed = key if isinstance(key, tuple) else (key, None)
+        index, sample_seed = sampler_key(key)
         rng = None
         if self.random_sampling:
             seed = sample_seed if sample_seed is not None else int(torch.randint(0, 2**31 - 1, ()))

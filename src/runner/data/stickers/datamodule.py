@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler
+from runner.data.loading import EpochSeededSampler, sampler_key
 from runner.data.stickers.readers import SPLITS, StickerRecord, class_counts
 from runner.data.stickers.text_features import FrozenTextEncoder, TextFeatureCache
 from runner.data.twin import data_root
@@ -117,7 +117,7 @@ class StickerDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        i, sample_seed = key if isinstance(key, tuple) else (key, None)
+        i, sample_seed = sampler_key(key)
         rec = self.records[i]
         try:
             with Image.open(rec.path) as img:

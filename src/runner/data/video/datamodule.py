@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
@@ -105,7 +105,7 @@ class VideoClipDataset(Dataset):
         """``key`` is an index, or ``(index, sample_seed)`` from :class:`EpochSeededSampler`: then the
         random frame offsets, crop and flip come from that seed alone, so a resumed run draws
         exactly the augmentations an uninterrupted run would."""
-        i, sample_seed = key if isinstance(key, tuple) else (key, None)
+        i, sample_seed = sampler_key(key)
         generator = torch.Generator().manual_seed(int(sample_seed)) if sample_seed is not None else None
         rec = self.records[i]
         try:

@@ -46,7 +46,6 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from runner.checkpointing import plain_hyperparameters
 from runner.errors import UserError, invalid_value
 from runner.methods.mghft.fusion import TextGuidedFusionBlock
 from runner.methods.mghft.losses import KL_REDUCTIONS, stage_alignment_loss
@@ -97,11 +96,6 @@ class StickerClassifier(L.LightningModule):
         self.val_metrics = classification_metrics(self.num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(self.num_classes).clone(prefix="test/")
         self.test_per_class_f1 = MulticlassF1Score(num_classes=self.num_classes, average=None)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # config values (class names, optimizer) arrive as OmegaConf containers: plain ones load with
-        # weights_only=True (test_ckpt=best reloads this file)
-        plain_hyperparameters(checkpoint)
 
     # ---- the model ----
     def logits_and_aux(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
