@@ -56,7 +56,7 @@ def test_every_method_runs_through_the_real_flow(make_cfg, method):
     cfg = make_cfg("experiment=mghft_ser30k_twin", "debug=fdr", f"method={method}")
     run(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["metrics"]
-    assert {"test/acc", "test/macro_f1", "val/acc"} <= set(metrics)
+    assert {"test/acc", "test/macro_f1", "val/acc", "train/acc", "train/macro_f1"} <= set(metrics)
     assert {f"test/f1/{c}" for c in ("happiness", "disgust")} <= set(metrics)
 
 

@@ -138,6 +138,8 @@ def test_training_step_is_label_smoothed_ce_plus_half_the_stage_losses():
     torch.manual_seed(0)
     out = model.training_step(data, 0)
     torch.testing.assert_close(out["loss"], ce + 0.5 * aux)
+    correct = (logits.argmax(1) == data["label"]).float().mean()
+    torch.testing.assert_close(model.train_metrics.compute()["train/acc"], correct)  # the tables' train/acc
 
 
 def test_baselines_forward():

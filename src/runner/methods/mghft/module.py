@@ -93,6 +93,7 @@ class StickerClassifier(L.LightningModule):
         self.aux_loss_weight = float(aux_loss_weight)
         self.optimizer_cfg = {**DEFAULT_OPTIMIZER, **dict(optimizer or {})}
         self.scheduler_cfg = {**DEFAULT_SCHEDULER, **dict(scheduler or {})}
+        self.train_metrics = classification_metrics(self.num_classes).clone(prefix="train/")
         self.val_metrics = classification_metrics(self.num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(self.num_classes).clone(prefix="test/")
         self.test_per_class_f1 = MulticlassF1Score(num_classes=self.num_classes, average=None)
@@ -120,12 +121,19 @@ class StickerClassifier(L.LightningModule):
         ce = self.criterion(logits, batch["label"])
         loss = ce if aux is None else ce + self.aux_loss_weight * aux
         size = logits.shape[0]
+        self.train_metrics.update(logits.detach(), batch["label"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         terms = {"ce": ce.detach()}
         if aux is not None:
             self.log("train/aux_loss", aux, on_step=False, on_epoch=True, batch_size=size)
             terms["aux"] = aux.detach()
         return {"loss": loss, "loss_terms": terms}
+
+    def on_train_epoch_end(self) -> None:
+        """Training accuracy / macro-F1 of the epoch (on the augmented training views): whether the
+        schedule has plateaued, which the results tables report next to test accuracy."""
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         if not self._is_empty(batch):
