@@ -142,3 +142,21 @@ def test_hydra_configs_instantiate_the_twin(tmp_path, name):
     while not isinstance(cause, UserError) and cause.__cause__ is not None:
         cause = cause.__cause__
     assert isinstance(cause, UserError) and "dataset.synthetic=true" in str(cause)
+
+
+def _first_train_batch_size(root: str) -> int:
+    dm = _dm(Path(root), num_workers=1)
+    dm.setup("fit")
+    return int(next(iter(dm.train_dataloader()))["label"].shape[0])
+
+
+def test_loader_workers_start_inside_a_joblib_job(hmdb_root):
+    """A table sweep runs each job in a joblib (loky) worker, whose default multiprocessing context cannot
+    start torch's loader workers ('Process' object has no attribute 'env'): every dual-teacher table job
+    failed so. The loaders ask runner.data.loading.worker_context for a plain one."""
+    from joblib import Parallel, delayed
+
+    sizes = Parallel(n_jobs=2, backend="loky")(
+        delayed(_first_train_batch_size)(str(hmdb_root)) for _ in range(2)
+    )
+    assert sizes == [4, 4]

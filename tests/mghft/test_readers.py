@@ -180,8 +180,9 @@ def test_loader_workers_start_inside_a_joblib_job(monkeypatch):
     torch's loader workers: the sticker loaders then ask for a plain context."""
     import multiprocessing
 
-    from runner.data.stickers.datamodule import worker_context
+    from runner.data.loading import worker_context
 
-    assert worker_context() is None  # a normal process keeps its start method
+    assert worker_context(2) is None  # a normal process keeps its start method
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
-    assert worker_context().get_start_method() in ("fork", "spawn")
+    assert worker_context(2).get_start_method() in ("fork", "spawn")
+    assert worker_context(0) is None  # no workers, no context

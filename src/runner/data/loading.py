@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["EpochSeededSampler", "fit_epoch", "loader_generator", "sampler_key"]
+__all__ = ["EpochSeededSampler", "fit_epoch", "loader_generator", "sampler_key", "worker_context"]
 
 
 def fit_epoch(owner: Any) -> int:
@@ -86,3 +86,18 @@ def sampler_key(key: int | tuple[int, int]) -> tuple[int, int | None]:
     """``(index, sample_seed)`` of a dataset key: :class:`EpochSeededSampler` hands out pairs, plain
     (evaluation) loaders an index alone (then the seed is None)."""
     return key if isinstance(key, tuple) else (key, None)
+
+
+def worker_context(num_workers: int) -> Any:
+    """The ``multiprocessing_context`` of a DataLoader with ``num_workers`` workers: the process's own
+    start method, unless it is one ``multiprocessing`` cannot start a plain worker with. Inside a joblib
+    (loky) job of ``hydra/launcher=joblib`` -- every table sweep -- the default context is loky's, whose
+    Popen fails on torch's worker processes (``'Process' object has no attribute 'env'``); then fork
+    (POSIX) or spawn. None without workers or with a standard start method."""
+    import multiprocessing
+    import sys
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    if num_workers <= 0 or method in (None, "fork", "spawn", "forkserver"):  # None: the platform default
+        return None
+    return multiprocessing.get_context("spawn" if sys.platform in ("win32", "darwin") else "fork")

@@ -42,6 +42,7 @@ from runner.data.grounding.readers import (
     load_feature_array,
     read_annotations,
 )
+from runner.data.loading import worker_context
 from runner.data.skips import nothing_left, record_skip
 from runner.data.twin import data_root
 from runner.errors import invalid_value, missing_dataset_root
@@ -428,6 +429,7 @@ class QVHighlightsDataModule(L.LightningDataModule):
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate,

@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key, worker_context
 from runner.data.skeleton.affective import DEFAULT_DT, FeatureScaler, affective_features, feature_names
 from runner.data.skeleton.layouts import LAYOUTS, get_layout
 from runner.data.skeleton.readers import SkeletonCollection
@@ -430,6 +430,7 @@ class SkeletonDataModule(L.LightningDataModule):
             sampler=EpochSeededSampler(len(dataset), self.seed, fit_epoch(self)) if shuffle else None,
             generator=loader_generator(self.seed),
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             drop_last=False,

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler, sampler_key
+from runner.data.loading import EpochSeededSampler, sampler_key, worker_context
 from runner.data.stickers.readers import SPLITS, StickerRecord, class_counts
 from runner.data.stickers.text_features import FrozenTextEncoder, TextFeatureCache
 from runner.data.twin import data_root
@@ -161,19 +161,6 @@ def collate_stickers(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def worker_context() -> Any:
-    """The start method for loader workers: the process's own, unless it is not one ``multiprocessing``
-    can start a plain worker with — inside a joblib (loky) job of ``hydra/launcher=joblib`` the default
-    context is loky's, whose Popen cannot start torch's worker processes — then fork (POSIX) or spawn."""
-    import multiprocessing
-    import sys
-
-    method = multiprocessing.get_start_method(allow_none=True)
-    if method in (None, "fork", "spawn", "forkserver"):  # None: not chosen yet, the platform default
-        return None
-    return multiprocessing.get_context("spawn" if sys.platform in ("win32", "darwin") else "fork")
-
-
 class StickerDataModule(L.LightningDataModule):
     """Sticker emotion data for Lightning (module docstring).
 
@@ -296,7 +283,7 @@ class StickerDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_stickers,
-            multiprocessing_context=worker_context() if self.num_workers > 0 else None,
+            multiprocessing_context=worker_context(self.num_workers),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from runner.data.loading import worker_context
 from runner.errors import UserError
 
 from .format import CLEAN, TextExample, read_jsonl
@@ -136,6 +137,7 @@ class DialogueDataModule(_TwinMixin, L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             collate_fn=self.collate,
             drop_last=shuffle,
             persistent_workers=self.persistent_workers,
@@ -244,6 +246,7 @@ class FawningEvalDataModule(_TwinMixin, L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             collate_fn=list,
             persistent_workers=self.persistent_workers,
         )

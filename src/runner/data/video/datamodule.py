@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key
+from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key, worker_context
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
@@ -299,6 +299,7 @@ class VideoDataModule(L.LightningDataModule):
             generator=loader_generator(self.seed),
             drop_last=False,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate_video_batch,

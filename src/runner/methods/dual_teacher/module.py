@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
-from runner.data.loading import fit_epoch, loader_generator
+from runner.data.loading import fit_epoch, loader_generator, worker_context
 from runner.errors import UserError, invalid_value
 from runner.methods.video_supervised.module import VideoClassificationModule
 from runner.models.checkpoint import load_local_weights
@@ -445,6 +445,7 @@ class DualTeacherDistillation(VideoClassificationModule):
                 batch_size=datamodule.batch_size,
                 sampler=sampler,
                 num_workers=datamodule.num_workers,
+                multiprocessing_context=worker_context(datamodule.num_workers),
                 pin_memory=datamodule.pin_memory,
                 persistent_workers=persistent and datamodule.persistent_workers,
                 collate_fn=collate,
