@@ -160,3 +160,16 @@ def test_loader_workers_start_inside_a_joblib_job(hmdb_root):
         delayed(_first_train_batch_size)(str(hmdb_root)) for _ in range(2)
     )
     assert sizes == [4, 4]
+
+
+def test_worker_context_replaces_only_lokys_start_method(monkeypatch):
+    """Under hydra/launcher=joblib the default multiprocessing context is loky's, which cannot start
+    torch's loader workers: every loader with workers then asks for a plain context."""
+    import multiprocessing
+
+    from runner.data.loading import worker_context
+
+    assert worker_context(2) is None  # a normal process keeps its start method
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
+    assert worker_context(2).get_start_method() in ("fork", "spawn")
+    assert worker_context(0) is None  # no workers, no context

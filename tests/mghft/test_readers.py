@@ -173,16 +173,3 @@ def test_train_transform_survives_randaugment_at_full_posterize():
     image = Image.new("RGB", (40, 40), (100, 150, 200))
     assert _posterize(image, 0).getextrema() == ((0, 0), (0, 0), (0, 0))
     assert transform(image).shape == (3, 32, 32)
-
-
-def test_loader_workers_start_inside_a_joblib_job(monkeypatch):
-    """Under hydra/launcher=joblib the default multiprocessing context is loky's, which cannot start
-    torch's loader workers: the sticker loaders then ask for a plain context."""
-    import multiprocessing
-
-    from runner.data.loading import worker_context
-
-    assert worker_context(2) is None  # a normal process keeps its start method
-    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
-    assert worker_context(2).get_start_method() in ("fork", "spawn")
-    assert worker_context(0) is None  # no workers, no context
