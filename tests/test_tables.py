@@ -214,3 +214,23 @@ def test_what_a_job_runs_ignores_the_overrides_that_only_shape_the_table():
     later = ["experiment=x", "seed=0", "++table.section=a", "++table.arm=b", "table=t", "table.select=[b,c]"]
     assert what_runs(first) == what_runs(later)
     assert what_runs(first) != what_runs([*first[:1], "seed=1", *first[2:]])
+
+
+LOCAL_BUDGET_KEYS = ("batch_size", "local_epochs", "local_steps", "local_lr")
+
+
+@pytest.mark.parametrize("table", ["fedpall", "co_pfl", "fedsm"])
+def test_the_arms_of_a_federated_table_share_the_local_budget(table, make_cfg):
+    """Fair comparisons: in each section and grid cell, every method and baseline trains with the same
+    local batch, epochs, steps and learning rate (a table's learning-rate grid sets it for every arm). The
+    stop-21 FedPall Digits table ran its baselines at their own default batch 32 / lr 0.05 against
+    FedPall's 64 / 0.01."""
+    budgets: dict[str, dict[str, tuple]] = {}
+    first_cell: dict[str, tuple] = {}
+    for job in expand(make_cfg(f"table={table}").table):
+        if first_cell.setdefault(job.section, job.cell) != job.cell or job.arm in budgets.get(job.section, {}):
+            continue  # one grid cell per section is enough: a grid sets the same values for every arm
+        strategy = make_cfg(f"table={table}", *job.command_overrides()).fl_strategy
+        budgets.setdefault(job.section, {})[job.arm] = tuple(strategy.get(k) for k in LOCAL_BUDGET_KEYS)
+    for section, by_arm in budgets.items():
+        assert len(set(by_arm.values())) == 1, f"{table}/{section}: {by_arm}"
