@@ -228,7 +228,8 @@ def test_the_arms_of_a_federated_table_share_the_local_budget(table, make_cfg):
     budgets: dict[str, dict[str, tuple]] = {}
     first_cell: dict[str, tuple] = {}
     for job in expand(make_cfg(f"table={table}").table):
-        if first_cell.setdefault(job.section, job.cell) != job.cell or job.arm in budgets.get(job.section, {}):
+        seen = budgets.get(job.section, {})
+        if first_cell.setdefault(job.section, job.cell) != job.cell or job.arm in seen:
             continue  # one grid cell per section is enough: a grid sets the same values for every arm
         strategy = make_cfg(f"table={table}", *job.command_overrides()).fl_strategy
         budgets.setdefault(job.section, {})[job.arm] = tuple(strategy.get(k) for k in LOCAL_BUDGET_KEYS)
