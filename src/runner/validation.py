@@ -285,6 +285,7 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "twin.test_fraction": "(0, 1)",  # styled-object twins: share of each class in the test split
         "twin.contrast": "number > 0",  # semantic CIFAR twin: pattern amplitude and MDS sharpening power
         "twin.semantic_power": "number > 0",
+        "twin.*colour_swap": FRACTION,  # CIFAR twins: share of images with a random class's colour
         "twin.image_g_distortion": "number >= 0",
         "twin.clip_seconds": "number > 0",
         "twin.*": COUNT,  # counts and sizes of the twins (clips, users, image size, fps, ...)

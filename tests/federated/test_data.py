@@ -18,6 +18,7 @@ from runner.data.images import (
     read_idx,
     write_idx,
 )
+from runner.data.images.cifar import HUES
 from runner.errors import UserError
 
 
@@ -71,6 +72,35 @@ def test_cifar_twin_through_the_real_reader(tmp_path, variant, classes):
     twin = ProceduralCifarTwin(variant=variant, train_per_class=3, test_per_class=1)
     splits = CifarReader(twin.ensure(str(tmp_path / variant)), variant=variant).load()
     assert splits.x_train.shape == (3 * classes, 3, 32, 32) and len(splits.class_names) == classes
+
+
+def test_cifar_twin_colour_swap_weakens_the_colour_cue_and_keeps_the_default_twin():
+    """colour_swap=0 keeps the twin written before the knob (same recipe hash: its cache is reused); a swap
+    fraction gives that share of the images another class's colour family, so that a nearest-class-colour
+    rule loses accuracy in proportion."""
+    labels = np.repeat(np.arange(10), 40)
+    default = ProceduralCifarTwin(train_per_class=1, test_per_class=1)
+    assert (
+        default.recipe_hash()
+        == ProceduralCifarTwin(train_per_class=1, test_per_class=1, colour_swap=0.0).recipe_hash()
+    )
+    assert "colour_swap" not in default.recipe()
+
+    def colour_rule_accuracy(twin) -> float:
+        images = twin.render(labels, np.random.default_rng(0)).reshape(-1, 3, 32, 32).astype(np.float32)
+        # the object's colour: the most saturated pixels (max - min over channels) of each image
+        flat = images.reshape(len(labels), 3, -1)
+        saturation = flat.max(1) - flat.min(1)
+        top = np.argsort(saturation, axis=1)[:, -40:]
+        colours = np.take_along_axis(flat, top[:, None, :], axis=2).mean(2)
+        hues = np.stack([HUES[twin._style(c)[0]] for c in range(10)])
+        nearest = np.argmin(((colours[:, None, :] - hues[None]) ** 2).sum(-1), axis=1)
+        return float((nearest == labels).mean())
+
+    clean = colour_rule_accuracy(default)
+    swapped = colour_rule_accuracy(ProceduralCifarTwin(train_per_class=1, test_per_class=1, colour_swap=0.6))
+    assert clean > 0.6
+    assert swapped < clean - 0.3
 
 
 def test_missing_roots_name_the_path_and_the_twin(tmp_path):

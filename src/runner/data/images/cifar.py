@@ -8,7 +8,9 @@ that folder or its parent.
 
 :class:`ProceduralCifarTwin` draws 32×32 images whose class fixes a colour family, a shape and a
 stripe texture (each varied per image: position, size, rotation, hue jitter, a textured background
-and noise), under the real class names. CIFAR-100 classes combine 10 colour families with 10
+and noise), under the real class names. ``colour_swap`` (0 by default) gives that fraction of the images
+a random class's colour family, so that colour is only a weak cue and the shape must be learned (the
+class colour alone makes the 10-class twin nearly separable from a few images: issue 16). CIFAR-100 classes combine 10 colour families with 10
 shapes/textures; classes of one coarse group share the shape, so near classes look alike.
 """
 
@@ -174,6 +176,7 @@ class ProceduralCifarTwin(CachedTwin):
         test_per_class: int = 50,
         noise: float = 20.0,
         seed: int = 0,
+        colour_swap: float = 0.0,
     ) -> None:
         if variant not in LAYOUTS:
             raise invalid_value("dataset.twin.variant", variant, "one of cifar10, cifar100")
@@ -182,9 +185,15 @@ class ProceduralCifarTwin(CachedTwin):
         self.test_per_class = int(test_per_class)
         self.noise = float(noise)
         self.seed = int(seed)
+        if not 0.0 <= float(colour_swap) <= 1.0:
+            raise invalid_value("dataset.twin.colour_swap", colour_swap, "a number in [0, 1]")
+        self.colour_swap = float(colour_swap)
 
     def recipe(self) -> dict:
-        return dict(vars(self))
+        recipe = dict(vars(self))
+        if not self.colour_swap:  # the recipe (and cache key) of the twins written before the knob
+            del recipe["colour_swap"]
+        return recipe
 
     @property
     def num_classes(self) -> int:
@@ -203,6 +212,8 @@ class ProceduralCifarTwin(CachedTwin):
         out = np.empty((n, 3, 32, 32), dtype=np.uint8)
         for i, c in enumerate(labels):
             hue, shape = self._style(int(c))
+            if self.colour_swap and rng.random() < self.colour_swap:
+                hue = self._style(int(rng.integers(self.num_classes)))[0]
             bg = rng.uniform(60, 160, 3).astype(np.float32)[:, None, None]
             coarse = np.kron(rng.uniform(-25, 25, (1, 5, 5)), np.ones((1, 7, 7)))[:, :32, :32]
             img = np.broadcast_to(bg, (3, 32, 32)) + coarse
