@@ -8,10 +8,11 @@ that folder or its parent.
 
 :class:`ProceduralCifarTwin` draws 32×32 images whose class fixes a colour family, a shape and a
 stripe texture (each varied per image: position, size, rotation, hue jitter, a textured background
-and noise), under the real class names. ``colour_swap`` (0 by default) gives that fraction of the images
-a random class's colour family, so that colour is only a weak cue and the shape must be learned (the
-class colour alone makes the 10-class twin nearly separable from a few images: issue 16). CIFAR-100 classes combine 10 colour families with 10
+and noise), under the real class names. CIFAR-100 classes combine 10 colour families with 10
 shapes/textures; classes of one coarse group share the shape, so near classes look alike.
+``colour_swap`` (0 by default) gives that fraction of the images a random class's colour family, so
+that colour is only a weak cue and the shape must be learned (the class colour alone makes the 10-class
+twin nearly separable from a few images: issue 16).
 """
 
 from __future__ import annotations
