@@ -219,7 +219,7 @@ def test_what_a_job_runs_ignores_the_overrides_that_only_shape_the_table():
 LOCAL_BUDGET_KEYS = ("batch_size", "local_epochs", "local_steps", "local_lr")
 
 
-@pytest.mark.parametrize("table", ["fedpall", "co_pfl", "fedsm"])
+@pytest.mark.parametrize("table", ["fedpall", "co_pfl", "fedsm", "byrd_nafl"])
 def test_the_arms_of_a_federated_table_share_the_local_budget(table, make_cfg):
     """Fair comparisons: in each section and grid cell, every method and baseline trains with the same
     local batch, epochs, steps and learning rate (a table's learning-rate grid sets it for every arm). The
