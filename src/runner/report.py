@@ -166,9 +166,12 @@ def wandb_scalars(job_dir: Path):
 CURVE_READERS = {"csv": csv_scalars, "tensorboard": tensorboard_scalars, "wandb": wandb_scalars}
 
 
-def read_curves(job_dir: Path) -> dict[str, dict[int, float]]:
+def read_curves(job_dir: Path | dict) -> dict[str, dict[int, float]]:
     """``{metric: {epoch: value}}`` of a job's epoch-level metrics from the first logger that has them
-    (CSV, TensorBoard, W&B); step-level values (``*_step``) are left out and an ``*_epoch`` suffix dropped."""
+    (CSV, TensorBoard, W&B); step-level values (``*_step``) are left out and an ``*_epoch`` suffix dropped.
+    An archived job's curves (:mod:`runner.table_archive`) are already that dict and come back as given."""
+    if isinstance(job_dir, dict):
+        return job_dir
     for reader in CURVE_READERS.values():
         frame = reader(job_dir)
         if frame is None or "epoch" not in frame:
@@ -333,15 +336,16 @@ def build_report(sweep_dir: Path, metrics: list[str] | None = None, out: Path | 
     ``metrics``: glob patterns of the final metrics to tabulate (default: every evaluation metric).
     A table sweep (``python -m runner -m table=<paper>``) gets its results table instead, claims first
     (:mod:`runner.table_report`), also written to ``<out>/results.md`` when ``out`` is given."""
+    from runner.table_archive import is_archive
+    from runner.table_report import build_table_report, load_table
+
     jobs = load_jobs(sweep_dir)
     select_metrics(jobs, metrics)
     failures = failed_jobs(sweep_dir)
     unfinished = unfinished_jobs(sweep_dir)
-    if not jobs and not failures and not unfinished:
-        raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
-    from runner.table_report import build_table_report, load_table
-
     table = load_table(sweep_dir)
+    if not jobs and not failures and not unfinished and not is_archive(sweep_dir):
+        raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
     if table is not None:
         return build_table_report(sweep_dir, jobs, table, failures, unfinished, out)
     common = factor_out_common_overrides(jobs)
@@ -402,7 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(markdown)
-    print(f"written: {args.sweep_dir / 'report.md'}")
+    from runner.table_archive import is_archive
+
+    written = (
+        (args.out or args.sweep_dir.parent) / "results.md"
+        if is_archive(args.sweep_dir)
+        else args.sweep_dir / "report.md"
+    )
+    print(f"written: {written}")
     return 0
 
 

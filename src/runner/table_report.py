@@ -34,11 +34,25 @@ from runner.claims import (
     parse_claim,
     trivial_lines,
 )
+from runner.table_archive import (
+    archive_dir,
+    is_archive,
+    job_key,
+    job_record,
+    load_archived_table,
+    pool,
+    provenance_lines,
+    sweep_provenance,
+    write_records,
+)
 from runner.tables import sections as table_sections
 
 
 def load_table(sweep_dir: Path) -> dict | None:
-    """The ``table`` node of a table sweep (plain containers), or None for another sweep."""
+    """The ``table`` node of a table sweep (plain containers) or of a table's ``runs/`` archive
+    (:mod:`runner.table_archive`), or None for another sweep."""
+    if is_archive(sweep_dir):
+        return load_archived_table(sweep_dir)
     candidates = [sweep_dir / "multirun.yaml", *sorted(sweep_dir.glob("*/.hydra/config.yaml"))[:1]]
     for path in candidates:
         if path.is_file():
@@ -155,7 +169,7 @@ def curves_of(arms: dict[str, list[dict]]):
         out = []
         for job in arms.get(arm, []):
             if job["dir"] not in cache:
-                cache[job["dir"]] = read_curves(job["dir"])
+                cache[job["dir"]] = read_curves(job["curves"])
             out.append(cache[job["dir"]].get(metric, {}))
         return out
 
@@ -323,7 +337,7 @@ def cells_figure(cells: dict, section_spec: dict, metric: str, out_file: Path, f
             drawn = drawn or bool(present)
         else:
             for arm, jobs in members.items():
-                series = [pd.Series(c) for job in jobs if (c := read_curves(job["dir"]).get(metric))]
+                series = [pd.Series(c) for job in jobs if (c := read_curves(job["curves"]).get(metric))]
                 if series:
                     mean = pd.concat(series, axis=1).mean(axis=1).sort_index()
                     ax.plot(mean.index, mean.values, marker="o", markersize=2, color=colours[arm])
@@ -378,28 +392,86 @@ def command_of(sweep_dir: Path) -> str:
     return "python -m runner -m table=..."
 
 
+def row_identifier(spec: dict):
+    """``identify(job) -> (section, arm, cell over every grid key) | None`` for the table ``spec``."""
+
+    def identify(job: dict):
+        section, arm = job_row(job)
+        if section not in spec or arm not in spec[section]["arms"]:
+            return None
+        return section, arm, job_cell(job, list(spec[section]["grid"]))
+
+    return identify
+
+
+def mark_provenance(jobs: list[dict], sweep_dir: Path) -> None:
+    """Give each job of the sweep the sweep's provenance and its own git commit (from metrics.json)."""
+    wall, _ = wall_minutes(sweep_dir)
+    launcher = {}
+    if (sweep_dir / "multirun.yaml").is_file():
+        launcher = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher) or {}
+    provenance = sweep_provenance(as_typed(sweep_dir), command_of(sweep_dir), wall, launcher.get("n_jobs"))
+    for job in jobs:
+        job["sweep"] = provenance
+        metrics_file = Path(job["dir"]) / "metrics.json"
+        if metrics_file.is_file():
+            payload = json.loads(metrics_file.read_text())
+            job["git_commit"] = payload.get("git_commit")
+            job["wall_time_s"] = payload.get("wall_time_s")
+
+
 def build_table_report(
     sweep_dir: Path, jobs: list[dict], table: dict, failures, unfinished, out: Path | None
 ):
     """Write report.md (+ ``results_<section>.png``) into the sweep folder and, with ``out``, the same as
-    ``<out>/results.md`` (+ PNGs); return the markdown."""
-    from runner.report import plot_curves
+    ``<out>/results.md`` (+ PNGs); return the markdown. With ``out`` the sweep's jobs are pooled with
+    the runs archived in ``<out>/runs`` and archived there (:mod:`runner.table_archive`); a ``runs/``
+    folder as ``sweep_dir`` rebuilds the table from its records alone."""
+    from runner.report import plot_curves, read_curves
 
     spec = table_sections(table)
+    identify = row_identifier(spec)
+    rebuilding = is_archive(sweep_dir)
+    if not rebuilding:
+        mark_provenance(jobs, sweep_dir)
+    archive = archive_dir(out) if out is not None else (sweep_dir if rebuilding else None)
+    outdated: dict[str, int] = {}
+    if archive is not None:
+        fresh = list(jobs)
+        jobs, outdated, records = pool(jobs, table, archive, identify)
+        if out is not None:
+            extra = {str(table.get("curve") or ""), str((table.get("tune") or {}).get("select") or "")}
+            for job in fresh:
+                if (row := identify(job)) is not None:
+                    records[row[0]][job_key(*row, job.get("seed"))] = job_record(
+                        job, *row, read_curves(job["curves"]), job["sweep"], extra
+                    )
+            write_records(archive, table, records)
     organised = organise(jobs, table)
-    wall, own = wall_minutes(sweep_dir)
-    launcher = {}
-    if (sweep_dir / "multirun.yaml").is_file():
-        launcher = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher) or {}
-    parallel = launcher.get("n_jobs")
+    figures_dir = sweep_dir
+    if rebuilding:  # no figures or report.md among the records: straight into --out (or next to runs/)
+        figures_dir = out if out is not None else sweep_dir.parent
+        figures_dir.mkdir(parents=True, exist_ok=True)
+    command = f"python -m runner.report {as_typed(sweep_dir)}{f' --out {as_typed(out)}' if out else ''}"
     parts = [
         f"# {table.get('title') or table.get('name')}",
         "",
-        f"Produced by `{command_of(sweep_dir)}` (every job runs `python -m runner`'s normal flow) and "
-        f"`python -m runner.report {as_typed(sweep_dir)}{f' --out {as_typed(out)}' if out else ''}`: {len(jobs)} finished job(s), "
-        f"{wall:.1f} min wall"
-        + (f" with {parallel} job(s) at a time" if parallel else "")
-        + f"; the jobs' own run times sum to {own:.1f} min. Values: mean ± std over seeds.",
+        f"Produced by `{command}` from {len(jobs)} finished job(s) of the sweep(s) below (every job runs "
+        "`python -m runner`'s normal flow"
+        + (f"; their records are kept in `{as_typed(archive)}`" if archive is not None else "")
+        + "). Values: mean ± std over seeds.",
+        "",
+        *provenance_lines(jobs),
+        *(
+            [
+                "",
+                "Archived runs left out because the table has changed since they ran (their overrides no "
+                "longer hold the table's): "
+                + ", ".join(f"{section} {count}" for section, count in sorted(outdated.items())),
+            ]
+            if outdated
+            else []
+        ),
         "",
         *claims_section(table, organised),
     ]
@@ -415,7 +487,7 @@ def build_table_report(
         parts += section_table(section_spec, cells)
         if len(cells) == 1 and len(next(iter(cells.values()))) == 1:  # one arm: its metrics as bars
             ((arm, jobs),) = next(iter(cells.values())).items()
-            figure = sweep_dir / f"results_{section}.png"
+            figure = figures_dir / f"results_{section}.png"
             if metrics_figure(jobs, metric_columns(section_spec, jobs), figure, section_spec["label"]):
                 figures.append(figure)
                 parts += ["", f"![{section_spec['label']}]({figure.name})"]
@@ -430,18 +502,18 @@ def build_table_report(
                     metrics = {k: v for k, v in job["metrics"].items() if k in shown}
                     plotted.append({**job, "metrics": metrics, "group": f"{label} {cell_name(cell)}".strip()})
         if len(cells) > 1:  # a grid: one panel per cell, a curve per arm
-            figure = sweep_dir / f"results_{section}_cells.png"
+            figure = figures_dir / f"results_{section}_cells.png"
             metric = table.get("curve") or (table.get("tune") or {}).get("select") or "val/acc"
             if cells_figure(cells, section_spec, str(metric), figure):
                 figures.append(figure)
                 parts += ["", f"![{section_spec['label']}: {metric} per cell]({figure.name})"]
             headline = next(iter(metric_columns(section_spec, members)), None)
-            figure = sweep_dir / f"results_{section}.png"
+            figure = figures_dir / f"results_{section}.png"
             if headline and cells_figure(cells, section_spec, headline, figure, final=True):
                 figures.append(figure)
                 parts += ["", f"![{section_spec['label']}: {headline} per cell]({figure.name})"]
             continue
-        figure = sweep_dir / f"results_{section}.png"
+        figure = figures_dir / f"results_{section}.png"
         if plotted and plot_curves(plotted, figure, title=section_spec["label"]):
             figures.append(figure)
             parts += ["", f"![{section_spec['label']}]({figure.name})"]
@@ -460,10 +532,13 @@ def build_table_report(
     if notes is not None and notes.is_file():
         parts += ["", notes.read_text().strip()]
     markdown = "\n".join(parts) + "\n"
-    (sweep_dir / "report.md").write_text(markdown)
+    (figures_dir / "report.md" if not rebuilding else (out or figures_dir) / "results.md").write_text(
+        markdown
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.md").write_text(markdown)
         for figure in figures:
-            shutil.copyfile(figure, out / figure.name)
+            if figure.resolve() != (out / figure.name).resolve():
+                shutil.copyfile(figure, out / figure.name)
     return markdown

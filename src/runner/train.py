@@ -32,7 +32,7 @@ from runner.data.skips import reset_skips, skipped
 from runner.errors import UserError
 from runner.nested import with_nested_debug_limits
 from runner.parallel import configure_torch_threads, trainer_adjustments
-from runner.tracking import RunConfigLogger, wandb_run_fields
+from runner.tracking import RunConfigLogger, git_commit, wandb_run_fields
 from runner.utils import (
     config_hash,
     print_and_save_config,
@@ -209,6 +209,7 @@ def run(cfg: DictConfig) -> float | None:
                 "torch_threads": torch_threads,
                 "task_name": cfg.task_name,
                 "wall_time_s": round(time.time() - started, 3),
+                "git_commit": git_commit(),
                 "corrupt_samples": corrupt,
                 "skipped": skipped(),
                 "resumed_from": ckpt_path,
