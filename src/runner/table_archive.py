@@ -121,7 +121,7 @@ def write_records(folder: Path, table: dict, records: dict[str, dict[str, dict]]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / TABLE_FILE).write_text(yaml.safe_dump(table, sort_keys=False, allow_unicode=True))
     for section, by_key in records.items():
-        lines = [json.dumps(by_key[key], sort_keys=True) for key in sorted(by_key)]
+        lines = [json.dumps(by_key[key]) for key in sorted(by_key)]
         (folder / f"{section}.jsonl").write_text("\n".join(lines) + "\n")
 
 
