@@ -82,3 +82,15 @@ def test_results_are_rebuilt_from_the_records_alone(tmp_path, capsys):
     assert (out / "results_main.png").stat().st_size > 1000
     assert not (out / "runs" / "report.md").exists()
     assert f"written: {out / 'results.md'}" in capsys.readouterr().out
+
+
+def test_records_rebuild_into_another_folder(tmp_path):
+    make_table_sweep(tmp_path / "a", accuracy=ACCURACY)
+    built = build_report(tmp_path / "a", out=tmp_path / "out")
+
+    copy = build_report(tmp_path / "out" / "runs", out=tmp_path / "copy")
+
+    assert rows_of(copy) == rows_of(built)
+    assert (tmp_path / "copy" / "runs" / "main.jsonl").read_text() == (
+        tmp_path / "out" / "runs" / "main.jsonl"
+    ).read_text()

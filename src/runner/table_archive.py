@@ -91,18 +91,14 @@ def sweep_provenance(sweep_dir: Path, command: str, wall: float, n_jobs) -> dict
 def job_record(
     job: dict, section: str, arm: str, cell, curves: dict, provenance: dict, extra: set[str]
 ) -> dict:
-    payload = {}
-    metrics_file = Path(job["dir"]) / "metrics.json"
-    if metrics_file.is_file():
-        payload = json.loads(metrics_file.read_text())
     return {
         "key": job_key(section, arm, cell, job.get("seed")),
         "overrides": list(job["overrides"]),
         "seed": job.get("seed"),
         "metrics": {k: _rounded(float(v)) for k, v in job["metrics"].items() if isinstance(v, int | float)},
         "curves": kept_curves(curves, extra),
-        "wall_time_s": payload.get("wall_time_s"),
-        "git_commit": payload.get("git_commit"),
+        "wall_time_s": job.get("wall_time_s"),
+        "git_commit": job.get("git_commit"),
         "sweep": provenance,
     }
 

@@ -432,19 +432,22 @@ def build_table_report(
     spec = table_sections(table)
     identify = row_identifier(spec)
     rebuilding = is_archive(sweep_dir)
-    if not rebuilding:
+    outdated: dict[str, int] = {}
+    if rebuilding:  # the records of sweep_dir are the jobs (also when --out names another table folder)
+        jobs, outdated, _ = pool([], table, sweep_dir, identify)
+    else:
         mark_provenance(jobs, sweep_dir)
     archive = archive_dir(out) if out is not None else (sweep_dir if rebuilding else None)
-    outdated: dict[str, int] = {}
-    if archive is not None:
+    if archive is not None and not (rebuilding and out is None):
         fresh = list(jobs)
-        jobs, outdated, records = pool(jobs, table, archive, identify)
+        jobs, more_outdated, records = pool(jobs, table, archive, identify)
+        outdated = {**more_outdated, **outdated}
         if out is not None:
             extra = {str(table.get("curve") or ""), str((table.get("tune") or {}).get("select") or "")}
             for job in fresh:
                 if (row := identify(job)) is not None:
                     records[row[0]][job_key(*row, job.get("seed"))] = job_record(
-                        job, *row, read_curves(job["curves"]), job["sweep"], extra
+                        job, *row, read_curves(job["curves"]), job.get("sweep") or {}, extra
                     )
             write_records(archive, table, records)
     organised = organise(jobs, table)
