@@ -57,6 +57,8 @@ def load_jobs(sweep_dir: Path) -> list[dict]:
                 "seed": payload.get("seed"),
                 "metrics": {k: v for k, v in payload.get("metrics", {}).items() if v is not None},
                 "curves": job_dir,
+                "wall_time_s": payload.get("wall_time_s"),
+                "git_commit": payload.get("git_commit"),
             }
         )
     return jobs

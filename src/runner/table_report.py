@@ -15,7 +15,6 @@ never test), e.g. the server step size of each Byrd-NAFL variant.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import statistics
@@ -362,18 +361,12 @@ def cells_figure(cells: dict, section_spec: dict, metric: str, out_file: Path, f
     return True
 
 
-def wall_minutes(sweep_dir: Path) -> tuple[float, float]:
-    """(wall minutes from the first job's start to the last metrics.json, sum of the jobs' own minutes)."""
+def wall_minutes(sweep_dir: Path) -> float:
+    """Wall minutes from the first job's start to the last metrics.json (the jobs' own run times are
+    summed per sweep from their records, :func:`runner.table_archive.provenance_lines`)."""
     starts = [p.stat().st_mtime for p in sweep_dir.glob("*/.hydra/config.yaml")]
     ends = [p.stat().st_mtime for p in sweep_dir.glob("*/metrics.json")]
-    own = 0.0
-    for path in sweep_dir.glob("*/metrics.json"):
-        try:
-            own += float(json.loads(path.read_text()).get("wall_time_s", 0.0))
-        except (ValueError, AttributeError):
-            continue
-    wall = (max(ends) - min(starts)) / 60 if starts and ends else math.nan
-    return wall, own / 60
+    return (max(ends) - min(starts)) / 60 if starts and ends else math.nan
 
 
 def as_typed(path: Path) -> str:
@@ -405,19 +398,14 @@ def row_identifier(spec: dict):
 
 
 def mark_provenance(jobs: list[dict], sweep_dir: Path) -> None:
-    """Give each job of the sweep the sweep's provenance and its own git commit (from metrics.json)."""
-    wall, _ = wall_minutes(sweep_dir)
+    """Give each job of the sweep the sweep's provenance (its commit and wall time come from load_jobs)."""
+    wall = wall_minutes(sweep_dir)
     launcher = {}
     if (sweep_dir / "multirun.yaml").is_file():
         launcher = OmegaConf.to_container(OmegaConf.load(sweep_dir / "multirun.yaml").hydra.launcher) or {}
     provenance = sweep_provenance(as_typed(sweep_dir), command_of(sweep_dir), wall, launcher.get("n_jobs"))
     for job in jobs:
         job["sweep"] = provenance
-        metrics_file = Path(job["dir"]) / "metrics.json"
-        if metrics_file.is_file():
-            payload = json.loads(metrics_file.read_text())
-            job["git_commit"] = payload.get("git_commit")
-            job["wall_time_s"] = payload.get("wall_time_s")
 
 
 def build_table_report(
