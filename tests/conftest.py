@@ -29,6 +29,16 @@ TINY_TWIN = [
 ]
 TINY_MODEL = ["model.width_factor=0.25", "model.depth_factor=0.2"]
 
+# pyproject's per-test timeout (600 s) is sized for the fast tier; the slow tier runs whole sweeps and
+# multi-process federations, so its tests get an hour unless they set their own
+SLOW_TEST_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
+
 
 def compose_config(overrides: list[str], root: Path, data_dir: Path) -> DictConfig:
     """The composed run config, as `python -m runner <overrides>` would see it, rooted in ``root``."""
