@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from runner.report import build_report, main
 from tests.test_claims import ACCURACY, TABLE, claim_lines, make_table_sweep
 
@@ -94,3 +96,17 @@ def test_records_rebuild_into_another_folder(tmp_path):
     assert (tmp_path / "copy" / "runs" / "main.jsonl").read_text() == (
         tmp_path / "out" / "runs" / "main.jsonl"
     ).read_text()
+
+
+def test_metrics_narrow_the_columns_but_the_records_keep_every_metric(tmp_path):
+    out = tmp_path / "out"
+    make_table_sweep(tmp_path / "a", accuracy=ACCURACY)
+
+    assert main([str(tmp_path / "a"), "--metrics", "val/*", "--out", str(out)]) == 0
+
+    header = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| arm"))
+    assert "val/acc" in header and "test/acc" not in header
+    assert "**holds**" in claim_lines((out / "results.md").read_text())["method > baseline on test/acc"]
+    records = [json.loads(line) for line in (out / "runs" / "main.jsonl").read_text().splitlines()]
+    assert all(set(r["metrics"]) == {"test/acc", "val/acc"} for r in records)
+    assert yaml.safe_load((out / "runs" / "table.yaml").read_text())["metrics"] == ["test/acc", "val/acc"]

@@ -342,14 +342,14 @@ def build_report(sweep_dir: Path, metrics: list[str] | None = None, out: Path | 
     from runner.table_report import build_table_report, load_table
 
     jobs = load_jobs(sweep_dir)
-    select_metrics(jobs, metrics)
     failures = failed_jobs(sweep_dir)
     unfinished = unfinished_jobs(sweep_dir)
     table = load_table(sweep_dir)
     if not jobs and not failures and not unfinished and not is_archive(sweep_dir):
         raise FileNotFoundError(f"no job folders with metrics.json under {sweep_dir}")
-    if table is not None:
-        return build_table_report(sweep_dir, jobs, table, failures, unfinished, out)
+    if table is not None:  # its columns narrow on the pooled runs; the archived records keep every metric
+        return build_table_report(sweep_dir, jobs, table, failures, unfinished, out, columns=metrics)
+    select_metrics(jobs, metrics)
     common = factor_out_common_overrides(jobs)
     parts = [f"# Sweep report: {sweep_dir}", ""]
     if common:

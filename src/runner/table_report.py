@@ -408,13 +408,27 @@ def mark_provenance(jobs: list[dict], sweep_dir: Path) -> None:
         job["sweep"] = provenance
 
 
+def with_columns(table: dict, columns: list[str]) -> dict:
+    """``table`` showing the metric ``columns`` (glob patterns) in every section instead of its own."""
+    sections = {name: {**section, "metrics": list(columns)} for name, section in table["sections"].items()}
+    return {**table, "metrics": list(columns), "sections": sections}
+
+
 def build_table_report(
-    sweep_dir: Path, jobs: list[dict], table: dict, failures, unfinished, out: Path | None
+    sweep_dir: Path,
+    jobs: list[dict],
+    table: dict,
+    failures,
+    unfinished,
+    out: Path | None,
+    columns: list[str] | None = None,
 ):
     """Write report.md (+ ``results_<section>.png``) into the sweep folder and, with ``out``, the same as
     ``<out>/results.md`` (+ PNGs); return the markdown. With ``out`` the sweep's jobs are pooled with
     the runs archived in ``<out>/runs`` and archived there (:mod:`runner.table_archive`); a ``runs/``
-    folder as ``sweep_dir`` rebuilds the table from its records alone."""
+    folder as ``sweep_dir`` rebuilds the table from its records alone. ``columns`` (the report's
+    ``--metrics``): glob patterns of the metric columns shown in place of the table's ``metrics``; the
+    records keep every metric."""
     from runner.report import plot_curves, read_curves
 
     spec = table_sections(table)
@@ -438,6 +452,9 @@ def build_table_report(
                         job, *row, read_curves(job["curves"]), job.get("sweep") or {}, extra
                     )
             write_records(archive, table, records)
+    if columns:
+        table = with_columns(table, columns)
+        spec = table_sections(table)
     organised = organise(jobs, table)
     figures_dir = sweep_dir
     if rebuilding:  # no figures or report.md among the records: straight into --out (or next to runs/)
