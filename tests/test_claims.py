@@ -308,3 +308,20 @@ def test_an_arm_not_yet_run_over_the_whole_tuning_grid_is_left_out_and_listed(tm
     markdown = build_report(tmp_path / "sweep")
     assert "- main baseline: 1 of 2" in markdown
     assert "not evaluated" in claim_lines(markdown)["method > baseline on test/acc"]
+
+
+def test_rows_tuned_at_an_end_of_the_grid_are_flagged_under_the_claims(tmp_path):
+    table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > baseline on test/acc"]}
+    table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "0.5", "1.0"]}}}
+    accuracy = {arm: [*values, *values, *values] for arm, values in ACCURACY.items()}
+    # every arm is best on validation at lr 1.0, the grid's largest value, except the method (0.5)
+    tuned = {arm: [("0.1", 0.5)] * 3 + [("0.5", 0.7)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
+    tuned["method"] = [("0.1", 0.5)] * 3 + [("0.5", 0.95)] * 3 + [("1.0", 0.9)] * 3
+    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+
+    markdown = build_report(tmp_path / "sweep")
+
+    flagged = markdown.split("**Tuned at an end of the grid.**")[1].split("\n## ")[0]
+    assert "3 row(s)" in flagged
+    assert "- main: the largest (1.0): baseline, twin, trivial\n" in flagged
+    assert "method" not in flagged

@@ -84,6 +84,9 @@ def cell_name(cell: tuple[tuple[str, str], ...]) -> str:
 
 # (section, cell, arm) whose tuning grid is not complete yet (filled by organise, listed by the report)
 INCOMPLETE: list[str] = []
+# (section and cell, end of the grid, its value, arm) of each row whose best tuned value is the grid's
+# largest or smallest (filled by organise, listed under the claims)
+AT_EDGE: list[tuple[str, str, str, str]] = []
 
 
 def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, list[dict]]]]:
@@ -91,6 +94,7 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
     only the jobs at its best value (``job["tuned"]`` records it), and an arm that has not yet run every
     value of the tuned key in a cell is left out of that cell (listed in :data:`INCOMPLETE`)."""
     INCOMPLETE.clear()
+    AT_EDGE.clear()
     spec = table_sections(table)
     tune = table.get("tune") or {}
     tuned_key = tune.get("key")
@@ -108,18 +112,34 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
             wanted = {str(v) for v in section_spec["grid"].get(tuned_key, [])}
             for cell, arms in cells.items():
                 for arm, members in list(arms.items()):
+                    where = " ".join(filter(None, [section, cell_name(cell), arm]))
                     tried = {dict(job_cell(j, [tuned_key]))[tuned_key] for j in members}
                     if wanted - tried:  # its best value is not known yet: left out, listed
-                        where = " ".join(filter(None, [section, cell_name(cell), arm]))
                         INCOMPLETE.append(f"{where}: {len(tried)} of {len(wanted)}")
                         del arms[arm]
                         continue
                     arms[arm] = pick_best(members, tuned_key, tune)
+                    best = dict(job_cell(arms[arm][0], [tuned_key]))[tuned_key] if arms[arm] else None
+                    if best is not None and (edge := grid_edge(best, section_spec["grid"][tuned_key])):
+                        AT_EDGE.append((" ".join(filter(None, [section, cell_name(cell)])), edge, best, arm))
         order = {arm: i for i, arm in enumerate(section_spec["arms"])}
         out[section] = {
             cell: dict(sorted(arms.items(), key=lambda kv: order[kv[0]])) for cell, arms in cells.items()
         }
     return out
+
+
+def grid_edge(value: str, values: list[str]) -> str | None:
+    """ "the largest" / "the smallest" when ``value`` is an end of a numeric grid of 2 or more values (a
+    best value there may not be the best of a wider grid), else None."""
+    try:
+        numbers = sorted({float(v) for v in values})
+        number = float(value)
+    except ValueError:
+        return None
+    if len(numbers) < 2:
+        return None
+    return "the largest" if number == numbers[-1] else "the smallest" if number == numbers[0] else None
 
 
 def pick_best(members: list[dict], key: str, tune: dict) -> list[dict]:
@@ -414,6 +434,28 @@ def with_columns(table: dict, columns: list[str]) -> dict:
     return {**table, "metrics": list(columns), "sections": sections}
 
 
+def edge_lines(table: dict) -> list[str]:
+    """The rows tuned at an end of their grid (:data:`AT_EDGE`), as a warning under the claims."""
+    if not AT_EDGE:
+        return []
+    tune = table.get("tune") or {}
+    grouped: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
+    for where, edge, value, arm in AT_EDGE:
+        grouped[where][(edge, value)].append(arm)
+    return [
+        "",
+        f"**Tuned at an end of the grid.** These rows' best `{tune.get('key')}` on "
+        f"`{tune.get('select', 'val/acc')}` is the grid's largest or smallest value, so a wider grid "
+        f"could move them (and the claims they enter): {len(AT_EDGE)} row(s).",
+        "",
+        *[
+            f"- {where}: "
+            + "; ".join(f"{edge} ({value}): {', '.join(arms)}" for (edge, value), arms in ends.items())
+            for where, ends in grouped.items()
+        ],
+    ]
+
+
 def build_table_report(
     sweep_dir: Path,
     jobs: list[dict],
@@ -482,6 +524,7 @@ def build_table_report(
         ),
         "",
         *claims_section(table, organised),
+        *edge_lines(table),
     ]
     figures: list[Path] = []
     for section, cells in organised.items():
