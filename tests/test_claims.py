@@ -325,3 +325,24 @@ def test_rows_tuned_at_an_end_of_the_grid_are_flagged_under_the_claims(tmp_path)
     assert "3 row(s)" in flagged
     assert "- main: the largest (1.0): baseline, twin, trivial\n" in flagged
     assert "method" not in flagged
+
+
+def test_a_tuned_section_shows_the_validation_score_of_every_grid_value(tmp_path):
+    table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > baseline on test/acc"]}
+    table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "0.5", "1.0"]}}}
+    accuracy = {arm: [*values, *values, *values] for arm, values in ACCURACY.items()}
+    tuned = {arm: [("0.1", 0.5)] * 3 + [("0.5", 0.7)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
+    tuned["method"] = [("0.1", 0.5)] * 3 + [("0.5", 0.95)] * 3 + [("1.0", 0.9)] * 3
+    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+
+    markdown = build_report(tmp_path / "sweep")
+
+    assert "Validation `val/acc` per `lr`" in markdown
+    rows = [
+        line
+        for line in markdown.split("Validation `val/acc` per `lr`")[1].splitlines()
+        if line.startswith("|")
+    ]
+    assert rows[0] == "| arm | 0.1 | 0.5 | 1.0 |"
+    assert rows[2] == "| The method | 0.5000 ± 0.0000 | **0.9500 ± 0.0000** | 0.9000 ± 0.0000 |"
+    assert rows[3] == "| baseline | 0.5000 ± 0.0000 | 0.7000 ± 0.0000 | **0.9000 ± 0.0000** |"

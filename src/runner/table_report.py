@@ -84,6 +84,8 @@ def cell_name(cell: tuple[tuple[str, str], ...]) -> str:
 
 # (section, cell, arm) whose tuning grid is not complete yet (filled by organise, listed by the report)
 INCOMPLETE: list[str] = []
+# {(section, cell): {arm: {tuned value: [the selection metric of each seed]}}} (filled by organise)
+TUNING: dict[tuple[str, tuple], dict[str, dict[str, list[float]]]] = {}
 # (section and cell, end of the grid, its value, arm) of each row whose best tuned value is the grid's
 # largest or smallest (filled by organise, listed under the claims)
 AT_EDGE: list[tuple[str, str, str, str]] = []
@@ -95,6 +97,7 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
     value of the tuned key in a cell is left out of that cell (listed in :data:`INCOMPLETE`)."""
     INCOMPLETE.clear()
     AT_EDGE.clear()
+    TUNING.clear()
     spec = table_sections(table)
     tune = table.get("tune") or {}
     tuned_key = tune.get("key")
@@ -118,6 +121,7 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
                         INCOMPLETE.append(f"{where}: {len(tried)} of {len(wanted)}")
                         del arms[arm]
                         continue
+                    TUNING.setdefault((section, cell), {})[arm] = selection_values(members, tuned_key, tune)
                     arms[arm] = pick_best(members, tuned_key, tune)
                     best = dict(job_cell(arms[arm][0], [tuned_key]))[tuned_key] if arms[arm] else None
                     if best is not None and (edge := grid_edge(best, section_spec["grid"][tuned_key])):
@@ -142,23 +146,25 @@ def grid_edge(value: str, values: list[str]) -> str | None:
     return "the largest" if number == numbers[-1] else "the smallest" if number == numbers[0] else None
 
 
-def pick_best(members: list[dict], key: str, tune: dict) -> list[dict]:
-    """The jobs at the value of ``key`` whose mean ``tune.select`` is best (``tune.mode``: max | min)."""
+def selection_values(members: list[dict], key: str, tune: dict) -> dict[str, list[float]]:
+    """``{value of key: [tune.select of each job run at it]}`` (finite values only)."""
     select = str(tune.get("select", "val/acc"))
     if select.startswith("test/"):
         raise ValueError(f"table.tune.select={select}: choose on a validation metric, never on test")
+    out: dict[str, list[float]] = defaultdict(list)
+    for job in members:
+        value = job["metrics"].get(select, math.nan)
+        if isinstance(value, int | float) and math.isfinite(value):
+            out[dict(job_cell(job, [key]))[key]].append(float(value))
+    return dict(out)
+
+
+def pick_best(members: list[dict], key: str, tune: dict) -> list[dict]:
+    """The jobs at the value of ``key`` whose mean ``tune.select`` is best (``tune.mode``: max | min)."""
     by_value: dict[str, list[dict]] = defaultdict(list)
     for job in members:
         by_value[dict(job_cell(job, [key]))[key]].append(job)
-    scores = {
-        value: statistics.fmean(finite)
-        for value, group in by_value.items()
-        if (
-            finite := [
-                j["metrics"][select] for j in group if math.isfinite(j["metrics"].get(select, math.nan))
-            ]
-        )
-    }
+    scores = {value: statistics.fmean(v) for value, v in selection_values(members, key, tune).items()}
     if not scores:
         return []
     pick = max if str(tune.get("mode", "max")) == "max" else min
@@ -434,6 +440,39 @@ def with_columns(table: dict, columns: list[str]) -> dict:
     return {**table, "metrics": list(columns), "sections": sections}
 
 
+def tuning_table(section: str, section_spec: dict, table: dict) -> list[str]:
+    """The selection metric's mean per tuned value for each row of ``section`` (:data:`TUNING`), the
+    value each row was chosen at in bold: the evidence behind the table's ``tuned`` column."""
+    from runner.report import mean_std
+
+    tune = table.get("tune") or {}
+    key = str(tune.get("key"))
+    cells = {cell: arms for (where, cell), arms in TUNING.items() if where == section}
+    if not cells:
+        return []
+    values = [str(v) for v in section_spec["grid"].get(key, [])]
+    with_cells = any(cells)
+    lines = [
+        "",
+        f"Validation `{tune.get('select', 'val/acc')}` per `{key}` (mean ± std over seeds; each row is "
+        "shown at the value in bold):",
+        "",
+        "| arm | " + ("cell | " if with_cells else "") + " | ".join(values) + " |",
+        "|---|" + ("---|" if with_cells else "") + "---|" * len(values),
+    ]
+    for cell, arms in cells.items():
+        for arm, by_value in sorted(arms.items(), key=lambda kv: list(section_spec["arms"]).index(kv[0])):
+            means = {v: statistics.fmean(scores) for v, scores in by_value.items() if scores}
+            pick = max if str(tune.get("mode", "max")) == "max" else min
+            best = pick(means, key=means.__getitem__) if means else None
+            row = [section_spec["arms"][arm]["label"], *([cell_name(cell)] if with_cells else [])]
+            for value in values:
+                text = mean_std(by_value[value]) if by_value.get(value) else "–"
+                row.append(f"**{text}**" if value == best else text)
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def edge_lines(table: dict) -> list[str]:
     """The rows tuned at an end of their grid (:data:`AT_EDGE`), as a warning under the claims."""
     if not AT_EDGE:
@@ -536,6 +575,7 @@ def build_table_report(
             parts.append("(no finished job)")
             continue
         parts += section_table(section_spec, cells)
+        parts += tuning_table(section, section_spec, table)
         if len(cells) == 1 and len(next(iter(cells.values()))) == 1:  # one arm: its metrics as bars
             ((arm, jobs),) = next(iter(cells.values())).items()
             figure = figures_dir / f"results_{section}.png"
