@@ -84,8 +84,9 @@ def cell_name(cell: tuple[tuple[str, str], ...]) -> str:
 
 # (section, cell, arm) whose tuning grid is not complete yet (filled by organise, listed by the report)
 INCOMPLETE: list[str] = []
-# {(section, cell): {arm: {tuned value: [the selection metric of each seed]}}} (filled by organise)
-TUNING: dict[tuple[str, tuple], dict[str, dict[str, list[float]]]] = {}
+# {(section, cell): {arm: ({tuned value: [the selection metric of each seed]}, the value chosen)}}
+# (filled by organise, shown under each section's table)
+TUNING: dict[tuple[str, tuple], dict[str, tuple[dict[str, list[float]], str | None]]] = {}
 # (section and cell, end of the grid, its value, arm) of each row whose best tuned value is the grid's
 # largest or smallest (filled by organise, listed under the claims)
 AT_EDGE: list[tuple[str, str, str, str]] = []
@@ -114,18 +115,21 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
         if tuned_key:
             wanted = {str(v) for v in section_spec["grid"].get(tuned_key, [])}
             for cell, arms in cells.items():
+                place = " ".join(filter(None, [section, cell_name(cell)]))
                 for arm, members in list(arms.items()):
-                    where = " ".join(filter(None, [section, cell_name(cell), arm]))
                     tried = {dict(job_cell(j, [tuned_key]))[tuned_key] for j in members}
                     if wanted - tried:  # its best value is not known yet: left out, listed
-                        INCOMPLETE.append(f"{where}: {len(tried)} of {len(wanted)}")
+                        INCOMPLETE.append(f"{place} {arm}: {len(tried)} of {len(wanted)}")
                         del arms[arm]
                         continue
-                    TUNING.setdefault((section, cell), {})[arm] = selection_values(members, tuned_key, tune)
                     arms[arm] = pick_best(members, tuned_key, tune)
                     best = dict(job_cell(arms[arm][0], [tuned_key]))[tuned_key] if arms[arm] else None
+                    TUNING.setdefault((section, cell), {})[arm] = (
+                        selection_values(members, tuned_key, tune),
+                        best,
+                    )
                     if best is not None and (edge := grid_edge(best, section_spec["grid"][tuned_key])):
-                        AT_EDGE.append((" ".join(filter(None, [section, cell_name(cell)])), edge, best, arm))
+                        AT_EDGE.append((place, edge, best, arm))
         order = {arm: i for i, arm in enumerate(section_spec["arms"])}
         out[section] = {
             cell: dict(sorted(arms.items(), key=lambda kv: order[kv[0]])) for cell, arms in cells.items()
@@ -134,8 +138,8 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
 
 
 def grid_edge(value: str, values: list[str]) -> str | None:
-    """ "the largest" / "the smallest" when ``value`` is an end of a numeric grid of 2 or more values (a
-    best value there may not be the best of a wider grid), else None."""
+    """Whether ``value`` is an end of a numeric grid of 2 or more values ("the largest" / "the
+    smallest"; a best value there may not be the best of a wider grid), else None."""
     try:
         numbers = sorted({float(v) for v in values})
         number = float(value)
@@ -461,10 +465,9 @@ def tuning_table(section: str, section_spec: dict, table: dict) -> list[str]:
         "|---|" + ("---|" if with_cells else "") + "---|" * len(values),
     ]
     for cell, arms in cells.items():
-        for arm, by_value in sorted(arms.items(), key=lambda kv: list(section_spec["arms"]).index(kv[0])):
-            means = {v: statistics.fmean(scores) for v, scores in by_value.items() if scores}
-            pick = max if str(tune.get("mode", "max")) == "max" else min
-            best = pick(means, key=means.__getitem__) if means else None
+        for arm, (by_value, best) in sorted(
+            arms.items(), key=lambda kv: list(section_spec["arms"]).index(kv[0])
+        ):
             row = [section_spec["arms"][arm]["label"], *([cell_name(cell)] if with_cells else [])]
             for value in values:
                 text = mean_std(by_value[value]) if by_value.get(value) else "–"
