@@ -110,3 +110,19 @@ def test_metrics_narrow_the_columns_but_the_records_keep_every_metric(tmp_path):
     records = [json.loads(line) for line in (out / "runs" / "main.jsonl").read_text().splitlines()]
     assert all(set(r["metrics"]) == {"test/acc", "val/acc"} for r in records)
     assert yaml.safe_load((out / "runs" / "table.yaml").read_text())["metrics"] == ["test/acc", "val/acc"]
+
+
+def test_recorded_runs_are_the_jobs_a_sweep_would_launch_again(tmp_path):
+    from runner.table_archive import recorded_runs, run_identity
+
+    out = tmp_path / "out"
+    make_table_sweep(tmp_path / "a", accuracy=ACCURACY)
+    build_report(tmp_path / "a", out=out)
+    recorded = recorded_runs(out)  # the --out folder or its runs/ both name the records
+    assert recorded == recorded_runs(out / "runs") and len(recorded) == 12
+
+    # what the sweeper launches for that row today, with other table-shaping overrides
+    job = ["m=method", "seed=1", "++table.section=main", "++table.arm=method", "table=toy"]
+    assert run_identity("main-method-s1", [*job, "table.records=out", "table.seeds=[1]"]) in recorded
+    assert run_identity("main-method-s1", [*job, "debug=fdr"]) not in recorded  # computes something else
+    assert run_identity("main-method-s7", [*job[:1], "seed=7", *job[2:]]) not in recorded  # a new seed

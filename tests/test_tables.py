@@ -180,6 +180,19 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     assert "trivial baseline `mostpop`" in markdown
     assert "| MostPop (trivial) |" in markdown and "| NLGCL |" in markdown
 
+    # a new sweep folder with the report's records: nothing left to run
+    recorded = subprocess.run(
+        [*command[:-1], f"hydra.sweep.dir={tmp_path / 'sweep2'}", f"table.records={out}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert recorded.returncode == 0, (recorded.stdout + recorded.stderr)[-3000:]
+    assert f"2 already recorded in {out} (not run again)" in recorded.stdout + recorded.stderr
+    assert not list((tmp_path / "sweep2").glob("*/.hydra"))
+
     # the same table grown by one arm: only the new job runs, the finished ones are kept
     grown = [
         line.replace("table.select=[mostpop,nlgcl]", "table.select=[mostpop,nlgcl,bprmf]") for line in command
@@ -198,6 +211,7 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     [
         (["table.select=[nope]"], "table.select=['nope']: no section or arm of the table matches"),
         (["trainer.max_epochs=1,2"], "a table sweeps its own arms and seeds"),
+        (["table.records=nope"], "table.records=nope: no such folder"),
     ],
 )
 def test_a_table_sweep_mistake_is_one_line_and_exit_2(tmp_path, args, message):

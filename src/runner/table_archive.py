@@ -16,7 +16,8 @@ An archived record is used only while it still matches the table: its overrides 
 override the current table gives that (section, arm, cell, seed) job. A record from before a protocol
 change (another twin size, a changed arm) is left out and counted in the report, never mixed in.
 ``python -m runner.report experiments/<paper>/runs --out experiments/<paper>`` rebuilds the table from
-the records alone.
+the records alone, and ``python -m runner -m table=<paper> table.records=experiments/<paper>`` runs only
+the jobs that have no record there yet (:func:`recorded_runs`), so a table grows across sessions.
 """
 
 from __future__ import annotations
@@ -43,6 +44,42 @@ def archive_dir(out: Path) -> Path:
 def is_archive(folder: Path) -> bool:
     """Whether ``folder`` is a table's ``runs/`` folder (a ``table.yaml`` and section records)."""
     return (Path(folder) / TABLE_FILE).is_file()
+
+
+def records_folder(path: Path) -> Path:
+    """The ``runs/`` folder that ``path`` names: the folder itself or the ``--out`` folder holding it."""
+    path = Path(path)
+    return path if is_archive(path) or not is_archive(archive_dir(path)) else archive_dir(path)
+
+
+# overrides that do not change what a job computes: the table's own bookkeeping (its row stays), the
+# seed (a record keeps it apart), Hydra's and the paths' settings (a record leaves them out)
+_NOT_RUN = ("seed=", "hydra.", "paths.")
+
+
+def run_identity(key: str, overrides) -> tuple[str, frozenset[str]]:
+    """What a job computes, comparable between a record and a job the sweeper is about to launch: its
+    key (``section-arm-cell-s<seed>``, the sweeper's folder name) and its overrides without
+    :data:`_NOT_RUN` and without ``table.*`` other than ``table.section`` / ``table.arm``."""
+    kept = set()
+    for line in overrides:
+        bare = line.lstrip("+~")
+        name = override_key(line)
+        if bare.startswith(_NOT_RUN) or (
+            name.startswith("table.") and name not in ("table.section", "table.arm")
+        ):
+            continue
+        kept.add(bare)
+    return key, frozenset(kept)
+
+
+def recorded_runs(path: Path) -> set[tuple[str, frozenset[str]]]:
+    """:func:`run_identity` of every record in the ``runs/`` folder ``path`` names (empty when none)."""
+    return {
+        run_identity(key, record["overrides"])
+        for by_key in read_records(records_folder(path)).values()
+        for key, record in by_key.items()
+    }
 
 
 def load_archived_table(folder: Path) -> dict:

@@ -100,15 +100,29 @@ class RunnerTableSweeper(Sweeper):
                 done.add(what_runs(yaml.safe_load(saved.read_text()) or []))
         return done
 
+    @staticmethod
+    def recorded(path: Path) -> set[tuple[str, frozenset[str]]]:
+        """What the records of a table's ``runs/`` folder ran (``table.records``; a user error when the
+        folder is missing, since a typo would otherwise rerun the whole table)."""
+        from runner.errors import UserError
+        from runner.table_archive import recorded_runs
+
+        if not path.is_dir():
+            raise UserError(f"table.records={path}: no such folder (give experiments/<paper> or its runs/)")
+        return recorded_runs(path)
+
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         from runner.errors import UserError
+        from runner.table_archive import run_identity
 
+        records = self.config.table.get("records")
         try:
             jobs = self.jobs(arguments)
+            recorded = self.recorded(Path(str(records))) if records else set()
         except UserError as err:  # a user's mistake: one line and exit 2, as python -m runner's own
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
@@ -116,12 +130,17 @@ class RunnerTableSweeper(Sweeper):
             raise SystemExit(2) from None
         done = self.finished_runs(sweep_dir) if self.resume else set()
         pending = [job for job in jobs if what_runs(job[1]) not in done]
+        finished = len(jobs) - len(pending)
+        pending = [job for job in pending if run_identity(job[0], job[1]) not in recorded]
         log.info(
-            "table %s: %d job(s) in %s%s",
+            "table %s: %d job(s) in %s%s%s",
             self.config.table.get("name", "?"),
             len(jobs),
             sweep_dir,
-            f", {len(jobs) - len(pending)} already finished (kept)" if len(pending) < len(jobs) else "",
+            f", {finished} already finished (kept)" if finished else "",
+            f", {len(jobs) - finished - len(pending)} already recorded in {records} (not run again)"
+            if records
+            else "",
         )
         batches = [[job for job in pending if job[2]], [job for job in pending if not job[2]]]
         returns, number = [], 0
