@@ -157,6 +157,7 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Joblib.Parallel" in output and "2 job(s), none failed" in output
+    assert f"report it with: python -m runner.report {sweep} --out experiments/nlgcl" in output
     # each job's folder is named after its row
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["yelp-mostpop-s0", "yelp-nlgcl-s0"]
     for job, arm in (("yelp-mostpop-s0", "mostpop"), ("yelp-nlgcl-s0", "nlgcl")):
@@ -191,6 +192,7 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     )
     assert recorded.returncode == 0, (recorded.stdout + recorded.stderr)[-3000:]
     assert f"2 already recorded in {out} (not run again)" in recorded.stdout + recorded.stderr
+    assert f"rebuild the table with: python -m runner.report {out / 'runs'} --out {out}" in recorded.stderr
     assert not list((tmp_path / "sweep2").glob("*/.hydra"))
 
     # the same table grown by one arm: only the new job runs, the finished ones are kept

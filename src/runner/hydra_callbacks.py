@@ -23,6 +23,26 @@ def failed_jobs(sweep_dir: str | Path) -> list[tuple[str, str]]:
     return result
 
 
+def report_hint(config: DictConfig, sweep_dir: Path, ran: int) -> str:
+    """The command that reports a finished multirun: a table sweep's keeps its records under
+    ``experiments/<paper>`` (or the ``table.records`` folder); with nothing left to run, rebuild from them."""
+    table = config.get("table")
+    if table is None or not table.get("sections"):
+        return f"summarise it with: python -m runner.report {sweep_dir}"
+    from runner.table_archive import records_folder
+
+    records = table.get("records")
+    out = (
+        records_folder(Path(str(records))).parent if records else Path("experiments") / str(table.get("name"))
+    )
+    if records and not ran:
+        return (
+            f"nothing left to run (every job is recorded); rebuild the table with: "
+            f"python -m runner.report {out / 'runs'} --out {out}"
+        )
+    return f"report it with: python -m runner.report {sweep_dir} --out {out}"
+
+
 class SweepSummary(Callback):
     """After a multirun, prints how many jobs ran and names each failed job with its error."""
 
@@ -53,4 +73,4 @@ class SweepSummary(Callback):
             console.print(
                 f"[green]sweep finished: {len(jobs)} job(s), none failed[/] ({sweep_dir})", soft_wrap=True
             )
-        console.print(f"summarise it with: python -m runner.report {sweep_dir}", soft_wrap=True)
+        console.print(report_hint(config, sweep_dir, ran=len(jobs)), soft_wrap=True)
