@@ -133,7 +133,10 @@ class SemanticCifarTwin(ProceduralCifarTwin):
             the default text encoder of ``fl_strategy=fedsm``.
         embedding_cache_dir: disk cache of the class-name embeddings (shared with FedSM's).
         code_dims: code coordinates kept (at most ``C − 1``; CIFAR-100: the leading MDS axes).
-        code_noise: per-instance spread ``σ`` of the code, in units of the mean class distance.
+        code_noise: per-instance spread ``σ`` of each code coordinate, in units of the mean class
+            distance; an image's code moves by about ``σ·√code_dims`` in all, so a twin with more
+            coordinates needs a smaller ``σ`` for the same overlap (CIFAR-10, 9 coordinates: 0.25;
+            CIFAR-100, 48: 0.108; both 0.75 class distances in all).
         contrast: pixel amplitude of a unit-norm code (0–255 scale, RMS over the image).
         semantic_power: ``power`` of :func:`class_codes` (1 = the encoder's own geometry; 2, the
             default, sharpens MiniLM's flat similarities so that a class's errors fall on its nearest
