@@ -310,16 +310,20 @@ def test_an_arm_not_yet_run_over_the_whole_tuning_grid_is_left_out_and_listed(tm
     assert "not evaluated" in claim_lines(markdown)["method > baseline on test/acc"]
 
 
-def test_rows_tuned_at_an_end_of_the_grid_are_flagged_under_the_claims(tmp_path):
+def three_rate_table_report(tmp_path) -> str:
+    """The report of a table tuned over lr {0.1, 0.5, 1.0}: every arm is best on validation at 1.0, the
+    grid's largest value, except the method (0.5)."""
     table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > baseline on test/acc"]}
     table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "0.5", "1.0"]}}}
     accuracy = {arm: [*values, *values, *values] for arm, values in ACCURACY.items()}
-    # every arm is best on validation at lr 1.0, the grid's largest value, except the method (0.5)
     tuned = {arm: [("0.1", 0.5)] * 3 + [("0.5", 0.7)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
     tuned["method"] = [("0.1", 0.5)] * 3 + [("0.5", 0.95)] * 3 + [("1.0", 0.9)] * 3
     make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+    return build_report(tmp_path / "sweep")
 
-    markdown = build_report(tmp_path / "sweep")
+
+def test_rows_tuned_at_an_end_of_the_grid_are_flagged_under_the_claims(tmp_path):
+    markdown = three_rate_table_report(tmp_path)
 
     flagged = markdown.split("**Tuned at an end of the grid.**")[1].split("\n## ")[0]
     assert "3 row(s)" in flagged
@@ -328,14 +332,7 @@ def test_rows_tuned_at_an_end_of_the_grid_are_flagged_under_the_claims(tmp_path)
 
 
 def test_a_tuned_section_shows_the_validation_score_of_every_grid_value(tmp_path):
-    table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > baseline on test/acc"]}
-    table["sections"] = {"main": {**TABLE["sections"]["main"], "grid": {"lr": ["0.1", "0.5", "1.0"]}}}
-    accuracy = {arm: [*values, *values, *values] for arm, values in ACCURACY.items()}
-    tuned = {arm: [("0.1", 0.5)] * 3 + [("0.5", 0.7)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
-    tuned["method"] = [("0.1", 0.5)] * 3 + [("0.5", 0.95)] * 3 + [("1.0", 0.9)] * 3
-    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
-
-    markdown = build_report(tmp_path / "sweep")
+    markdown = three_rate_table_report(tmp_path)
 
     assert "Validation `val/acc` per `lr`" in markdown
     rows = [
