@@ -52,20 +52,19 @@ def records_folder(path: Path) -> Path:
     return path if is_archive(path) or not is_archive(archive_dir(path)) else archive_dir(path)
 
 
-# overrides that do not change what a job computes: the table's own bookkeeping (its row stays), the
-# seed (a record keeps it apart), Hydra's and the paths' settings (a record leaves them out)
-_NOT_RUN = ("seed=", "hydra.", "paths.")
-
-
 def run_identity(key: str, overrides) -> tuple[str, frozenset[str]]:
     """What a job computes, comparable between a record and a job the sweeper is about to launch: its
-    key (``section-arm-cell-s<seed>``, the sweeper's folder name) and its overrides without
-    :data:`_NOT_RUN` and without ``table.*`` other than ``table.section`` / ``table.arm``."""
+    key (``section-arm-cell-s<seed>``, the sweeper's folder name) and its overrides without the seed
+    (the key holds it), Hydra's and the paths' settings (a record leaves them out:
+    :data:`runner.report.IGNORED_OVERRIDE_PREFIXES`) and the table's own bookkeeping (``table.*``
+    other than the row, ``table.section`` / ``table.arm``)."""
+    from runner.report import IGNORED_OVERRIDE_PREFIXES
+
     kept = set()
     for line in overrides:
         bare = line.lstrip("+~")
         name = override_key(line)
-        if bare.startswith(_NOT_RUN) or (
+        if bare.startswith(IGNORED_OVERRIDE_PREFIXES) or (
             name.startswith("table.") and name not in ("table.section", "table.arm")
         ):
             continue
