@@ -122,12 +122,9 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
                         INCOMPLETE.append(f"{place} {arm}: {len(tried)} of {len(wanted)}")
                         del arms[arm]
                         continue
-                    arms[arm] = pick_best(members, tuned_key, tune)
-                    best = dict(job_cell(arms[arm][0], [tuned_key]))[tuned_key] if arms[arm] else None
-                    TUNING.setdefault((section, cell), {})[arm] = (
-                        selection_values(members, tuned_key, tune),
-                        best,
-                    )
+                    values = selection_values(members, tuned_key, tune)
+                    arms[arm], best = pick_best(members, tuned_key, values, str(tune.get("mode", "max")))
+                    TUNING.setdefault((section, cell), {})[arm] = (values, best)
                     if best is not None and (edge := grid_edge(best, section_spec["grid"][tuned_key])):
                         AT_EDGE.append((place, edge, best, arm))
         order = {arm: i for i, arm in enumerate(section_spec["arms"])}
@@ -163,19 +160,20 @@ def selection_values(members: list[dict], key: str, tune: dict) -> dict[str, lis
     return dict(out)
 
 
-def pick_best(members: list[dict], key: str, tune: dict) -> list[dict]:
-    """The jobs at the value of ``key`` whose mean ``tune.select`` is best (``tune.mode``: max | min)."""
-    by_value: dict[str, list[dict]] = defaultdict(list)
-    for job in members:
-        by_value[dict(job_cell(job, [key]))[key]].append(job)
-    scores = {value: statistics.fmean(v) for value, v in selection_values(members, key, tune).items()}
+def pick_best(
+    members: list[dict], key: str, values: dict[str, list[float]], mode: str
+) -> tuple[list[dict], str | None]:
+    """(the jobs at the value of ``key`` whose mean selection metric in ``values``
+    (:func:`selection_values`) is best, that value); ``mode``: max | min (``tune.mode``)."""
+    scores = {value: statistics.fmean(v) for value, v in values.items()}
     if not scores:
-        return []
-    pick = max if str(tune.get("mode", "max")) == "max" else min
+        return [], None
+    pick = max if mode == "max" else min
     best = pick(scores, key=scores.__getitem__)
-    for job in by_value[best]:
+    chosen = [job for job in members if dict(job_cell(job, [key]))[key] == best]
+    for job in chosen:
         job["tuned"] = f"{key.rsplit('.', 1)[-1]}={best}"
-    return by_value[best]
+    return chosen, best
 
 
 def finals_of(arms: dict[str, list[dict]]):
