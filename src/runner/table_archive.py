@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from runner.tables import expand, override_key
+from runner.tables import expand, only_shapes_the_table, override_key
 
 TABLE_FILE = "table.yaml"
 CURVE_PREFIXES = ("val/", "train/loss", "train/acc")
@@ -56,20 +56,15 @@ def run_identity(key: str, overrides) -> tuple[str, frozenset[str]]:
     """What a job computes, comparable between a record and a job the sweeper is about to launch: its
     key (``section-arm-cell-s<seed>``, the sweeper's folder name) and its overrides without the seed
     (the key holds it), Hydra's and the paths' settings (a record leaves them out:
-    :data:`runner.report.IGNORED_OVERRIDE_PREFIXES`) and the table's own bookkeeping (``table.*``
-    other than the row, ``table.section`` / ``table.arm``)."""
+    :data:`runner.report.IGNORED_OVERRIDE_PREFIXES`) and those that only shape the table
+    (:func:`runner.tables.only_shapes_the_table`)."""
     from runner.report import IGNORED_OVERRIDE_PREFIXES
 
-    kept = set()
-    for line in overrides:
-        bare = line.lstrip("+~")
-        name = override_key(line)
-        if bare.startswith(IGNORED_OVERRIDE_PREFIXES) or (
-            name.startswith("table.") and name not in ("table.section", "table.arm")
-        ):
-            continue
-        kept.add(bare)
-    return key, frozenset(kept)
+    return key, frozenset(
+        line.lstrip("+~")
+        for line in overrides
+        if not line.lstrip("+~").startswith(IGNORED_OVERRIDE_PREFIXES) and not only_shapes_the_table(line)
+    )
 
 
 def recorded_runs(path: Path) -> set[tuple[str, frozenset[str]]]:

@@ -186,6 +186,14 @@ def override_key(line: str) -> str:
     return line.split("=", 1)[0].lstrip("+~")
 
 
+def only_shapes_the_table(line: str) -> bool:
+    """Whether an override only shapes which jobs a table runs (``table.select=``, ``table.seeds=``,
+    ``table.records=``, edits of ``table.sections...``) and not what a job computes; a job's row,
+    ``table.section`` / ``table.arm``, is part of what it computes."""
+    key = override_key(line)
+    return key.startswith("table.") and key not in ("table.section", "table.arm")
+
+
 def merge_overrides(table_overrides: Sequence[str], command_line: Sequence[str]) -> list[str]:
     """The table's overrides, then the command line's; a command-line key replaces the table's."""
     given = {override_key(o) for o in command_line}

@@ -156,11 +156,7 @@ class RunnerTableSweeper(Sweeper):
 def what_runs(overrides: Sequence[str]) -> tuple[str, ...]:
     """A job's overrides without those that only shape the table (``table.select=``, ``table.seeds=``,
     edits of ``table.sections...``): two jobs with the same result run the same thing. Its row
-    (``table.section``, ``table.arm``) is kept."""
-    kept = []
-    for line in overrides:
-        key = line.split("=", 1)[0].lstrip("+~")
-        if key.startswith("table.") and key not in ("table.section", "table.arm"):
-            continue
-        kept.append(line)
-    return tuple(kept)
+    (``table.section``, ``table.arm``) is kept (:func:`runner.tables.only_shapes_the_table`)."""
+    from runner.tables import only_shapes_the_table
+
+    return tuple(line for line in overrides if not only_shapes_the_table(line))
