@@ -253,3 +253,38 @@ def test_running_stats_round_trip_through_a_checkpoint_and_resume_exactly(person
         atol=0,
         rtol=0,
     )
+
+
+def test_training_accuracies_are_the_evaluated_models_on_the_training_partitions():
+    """``train/acc``: the global model on every client's training samples together; ``train/personal_acc``
+    per client: its personalised model (FedBN-style, own BN layer) on its own samples (issue 16)."""
+    data = UnevenDomains()
+    module = FederatedModule(
+        tiny_net(),
+        Strategy(local_steps=2, local_lr=0.3, batch_size=4, server_lr=1.0, personal_parameters=["bn"]),
+        CLASSES,
+    )
+    module.prepare(data)
+    optimizer = module.strategy.configure_server_optimizer(module.net.parameters())
+    for r in range(3):
+        module.step_round(r, optimizer)
+    module._start_eval()
+    train = module.client_data
+    assert len(train.order) == 41  # the three clients' samples, nothing else
+    with module.eval_mode():
+        pred = module.forward_flat(module._eval_params, train.x[train.order], buffers=module._eval_buffers)
+    expected = (pred.argmax(-1) == train.y[train.order]).float().mean()
+    for size in (100, 3):  # chunking does not change it
+        module.eval_batch_size = size
+        torch.testing.assert_close(module.global_training_accuracy().float(), expected)
+    clients = torch.arange(3)
+    params, buffers = module.personalised_models(clients)
+    assert not torch.allclose(params[0], params[2])  # each client evaluates its own BN layer
+    per_client = module.accuracy_per_client(params, buffers, train)
+    for k in clients.tolist():
+        own = train.indices_of(k)
+        with module.eval_mode():
+            logits = module.forward_flat(params[k], train.x[own], buffers=buffers[k])
+        manual = (logits.argmax(-1) == train.y[own]).float().mean()
+        torch.testing.assert_close(per_client[k].float(), manual)
+    torch.testing.assert_close(module.personalised_accuracy(train), per_client)

@@ -86,6 +86,7 @@ def test_round_logs_and_class_count_table(make_cfg, tmp_path):
     assert sum(1 for r in logged if r.get("val/acc")) == 2  # validation every epoch (= 3 rounds)
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert metrics["fl/round"] == 6 and 0 <= metrics["test/acc"] <= 1
+    assert 0 <= metrics["train/acc"] <= 1  # the tested model on the training partitions (issue 16)
 
 
 def test_nonfinite_honest_update_names_round_and_client(make_cfg):

@@ -9,7 +9,10 @@ every epoch, i.e. every ``rounds_per_epoch`` rounds; per-round training metrics 
 at every step (``log_every_n_steps``). When the datamodule gives each client a test split, every
 client's personalised model (``strategy.client_evaluation_parameters``) is evaluated on it too:
 ``val/personal_acc`` (mean over clients), ``val/personal_acc_weighted`` (over samples), and at test
-time ``client_test_acc.csv`` per client. With class groups (long tail), ``*/acc_{many,medium,few}``
+time ``client_test_acc.csv`` per client. At test time the tested models are also measured on the
+training partitions the clients train on (``train/acc``: the global model on all of them together;
+``train/personal_acc``: each personalised model on its own), so that a table shows whether its schedule
+fits the training data (issue 16). With class groups (long tail), ``*/acc_{many,medium,few}``
 are the mean per-class accuracies of each group.
 
 Under DDP (``trainer=ddp_sim`` or ``ddp``), every rank plans the same round (the plan is a function of
@@ -439,16 +442,20 @@ class FederatedModule(L.LightningModule):
         loss_metric.reset()
 
     @torch.no_grad()
-    def personalised_accuracy(self, data: ClientData | None = None) -> torch.Tensor:
-        """``(K,)`` accuracy of each client's personalised model (its parameters and running
-        statistics, in eval mode) on its own split of ``data`` (default: the test splits)."""
-        data = self.client_test if data is None else data
-        # a strategy may fine-tune before evaluating (FedAvg-FT, Ditto, ...): gradients on, and out of
-        # the inference mode Lightning's val / test loops run in (enable_grad alone does not leave it)
+    def personalised_models(self, clients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(params (K, P), buffers (K, Q))``: the personalised model of each of ``clients`` as the
+        strategy evaluates it (its own parameters and running statistics; a strategy may fine-tune
+        first, e.g. FedAvg-FT or Ditto)."""
+        # gradients on, and out of the inference mode Lightning's val / test loops run in (enable_grad
+        # alone does not leave it)
         with torch.inference_mode(False), torch.enable_grad():
-            clients = torch.arange(data.num_clients, device=self.device)
             params = self.strategy.client_evaluation_parameters(self, clients, self.global_flat())
-        buffers = self.strategy.client_evaluation_buffers(self, clients, self.global_buffers())
+        return params, self.strategy.client_evaluation_buffers(self, clients, self.global_buffers())
+
+    @torch.no_grad()
+    def accuracy_per_client(self, params: torch.Tensor, buffers: torch.Tensor, data: ClientData) -> torch.Tensor:
+        """``(K,)`` accuracy of client ``k``'s model (``params[k]``, ``buffers[k]``, eval mode) on its
+        own samples of ``data``."""
         correct = torch.zeros(data.num_clients, device=self.device)
         with self.eval_mode():
             for k in range(data.num_clients):
@@ -457,14 +464,54 @@ class FederatedModule(L.LightningModule):
                     correct[k] += (logits.argmax(-1) == data.y[chunk]).sum()
         return correct / data.sizes.to(correct.device).clamp_min(1)
 
+    def personalised_accuracy(self, data: ClientData | None = None) -> torch.Tensor:
+        """``(K,)`` accuracy of each client's personalised model on its own split of ``data`` (default:
+        the test splits)."""
+        data = self.client_test if data is None else data
+        params, buffers = self.personalised_models(torch.arange(data.num_clients, device=self.device))
+        return self.accuracy_per_client(params, buffers, data)
+
+    @torch.no_grad()
+    def global_training_accuracy(self) -> torch.Tensor:
+        """Accuracy of the evaluated global model on every client's training partition together (the
+        samples local training draws from; validation hold-outs excluded). Logged at test time as
+        ``train/acc``, so that a table shows whether a schedule fits its training data (issue 16)."""
+        data = self.client_data
+        correct = torch.zeros((), device=self.device)
+        with self.eval_mode():
+            for chunk in data.order.split(self.eval_batch_size):
+                logits = self.forward_flat(self._eval_params, data.x[chunk], buffers=self._eval_buffers)
+                correct += (logits.argmax(-1) == data.y[chunk]).sum()
+        return correct / max(len(data.order), 1)
+
+    def _log_mean_accuracy(self, name: str, acc: torch.Tensor, sizes: torch.Tensor, prog_bar: bool = False) -> None:
+        """``<name>`` (mean over clients) and ``<name>_weighted`` (mean over samples)."""
+        sizes = sizes.to(acc.device).to(acc.dtype)
+        self.log(name, acc.mean(), prog_bar=prog_bar, sync_dist=True)
+        self.log(f"{name}_weighted", (acc * sizes).sum() / sizes.sum(), sync_dist=True)
+
     def _log_personalised(self, stage: str) -> torch.Tensor | None:
         data = self.client_val if stage == "val" and self.client_val is not None else self.client_test
         if data is None:
             return None
         acc = self.personalised_accuracy(data)
-        sizes = data.sizes.to(acc.device).to(acc.dtype)
-        self.log(f"{stage}/personal_acc", acc.mean(), prog_bar=stage == "val", sync_dist=True)
-        self.log(f"{stage}/personal_acc_weighted", (acc * sizes).sum() / sizes.sum(), sync_dist=True)
+        self._log_mean_accuracy(f"{stage}/personal_acc", acc, data.sizes, prog_bar=stage == "val")
+        return acc
+
+    def _log_test(self) -> torch.Tensor | None:
+        """Test metrics of the personalised models (when the clients have test splits) and the training
+        accuracies of the evaluated models: ``train/acc`` (global model) and ``train/personal_acc``
+        (each client's personalised model on its own training partition, the same personalised models
+        as ``test/personal_acc``)."""
+        self.log("train/acc", self.global_training_accuracy(), sync_dist=True)
+        if self.client_test is None:
+            return None
+        clients = torch.arange(self.client_test.num_clients, device=self.device)
+        params, buffers = self.personalised_models(clients)
+        acc = self.accuracy_per_client(params, buffers, self.client_test)
+        self._log_mean_accuracy("test/personal_acc", acc, self.client_test.sizes)
+        fit = self.accuracy_per_client(params, buffers, self.client_data)
+        self._log_mean_accuracy("train/personal_acc", fit, self.client_data.sizes)
         return acc
 
     def on_validation_epoch_start(self) -> None:
@@ -485,7 +532,7 @@ class FederatedModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_global("test", self.test_acc, self.test_class_acc, self.test_loss)
-        acc = self._log_personalised("test")
+        acc = self._log_test()
         if acc is not None:  # the per-client table for the loggers (W&B table) and tables/ of the run
             from runner.tracking import log_table
 
