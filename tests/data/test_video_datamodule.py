@@ -64,6 +64,35 @@ def test_uniform_sampling_and_subset_cap(hmdb_root):
     assert dm.dataset("val")[0]["video"].shape == (3, 3, 24, 24)
 
 
+def test_val_fraction_holds_out_training_clips_per_class(hmdb_root):
+    plain = _dm(hmdb_root)
+    train_all = {r.clip_id: r.label for r in plain.subset_records("train")}
+    dm = _dm(hmdb_root, val_fraction=0.34, seed=5)
+    train = {r.clip_id: r.label for r in dm.subset_records("train")}
+    val = {r.clip_id: r.label for r in dm.subset_records("val")}
+    assert not set(train) & set(val) and {**train, **val} == train_all  # a partition of the training clips
+    per_class = [sum(1 for label in val.values() if label == c) for c in range(4)]
+    in_train = [sum(1 for label in train_all.values() if label == c) for c in range(4)]
+    assert per_class == [round(n * 0.34) for n in in_train] and min(per_class) >= 1
+    assert dm.subset_records("test") == plain.subset_records("test")
+    assert plain.subset_records("val") == plain.subset_records("test")  # HMDB51 has no val split
+    other_seed = _dm(hmdb_root, val_fraction=0.34, seed=6)  # the run seed does not move the split
+    assert [r.clip_id for r in other_seed.subset_records("val")] == sorted(val, key=list(train_all).index)
+    moved = _dm(hmdb_root, val_fraction=0.34, split_seed=1)
+    assert {r.clip_id for r in moved.subset_records("val")} != set(val)
+    assert not dm.dataset("val").train and dm.dataset("train").train  # val clips get the eval transform
+    assert len(dm.dataset("train")) == len(train)
+    from runner.methods.dual_teacher.teacher_training import data_identity
+
+    # teachers cached for the whole training split are not reused by a run that holds clips out of it
+    assert data_identity(dm)["train_clips"] != data_identity(plain)["train_clips"]
+    assert data_identity(dm)["train_clips"] == data_identity(other_seed)["train_clips"]
+    with pytest.raises(UserError, match="dataset.val_fraction"):
+        _dm(hmdb_root, val_fraction=1.0)
+    with pytest.raises(UserError, match="holds out at least one"):
+        _dm(hmdb_root, val_fraction=0.01).subset_records("val")
+
+
 def test_bad_sampling_is_user_error(hmdb_root):
     with pytest.raises(UserError, match="dataset.sampling"):
         _dm(hmdb_root, sampling="random")

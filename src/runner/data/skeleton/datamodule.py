@@ -39,6 +39,7 @@ from runner.data.skeleton.affective import DEFAULT_DT, FeatureScaler, affective_
 from runner.data.skeleton.layouts import LAYOUTS, get_layout
 from runner.data.skeleton.readers import SkeletonCollection
 from runner.data.skips import nothing_left
+from runner.data.splits import SPLITS, stratified_split
 from runner.data.twin import CachedTwin, data_root
 from runner.errors import UserError, invalid_value, missing_dataset_root
 
@@ -46,29 +47,10 @@ log = logging.getLogger("runner.data")
 
 TEMPORAL_MODES = ("tile", "uniform", "pad")
 AXES = ("x", "y", "z")
-SPLITS = ("train", "val", "test")
 
 
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
-
-
-# ---- splits --------------------------------------------------------------------------------------------
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
-    """Per class, a seeded permutation cut into test (``round(n·test_fraction)``), val and train parts;
-    every split keeps the class proportions. Returns sorted index arrays."""
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = int(round(len(members) * test_fraction))
-        n_val = int(round(len(members) * val_fraction))
-        parts["test"].append(members[:n_test])
-        parts["val"].append(members[n_test : n_test + n_val])
-        parts["train"].append(members[n_test + n_val :])
-    return {name: np.sort(np.concatenate(chunks)).astype(np.int64) for name, chunks in parts.items()}
 
 
 # ---- clip length ---------------------------------------------------------------------------------------

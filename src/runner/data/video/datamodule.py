@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from runner.data.loading import EpochSeededSampler, fit_epoch, loader_generator, sampler_key, worker_context
+from runner.data.splits import stratified_split
 from runner.data.twin import data_root
 from runner.errors import invalid_value
 
@@ -169,6 +171,11 @@ class VideoDataModule(L.LightningDataModule):
     ``num_classes`` and ``class_names`` are available right after construction.
     ``views`` maps a name to ``{num_frames, crop_size, temporal_stride}`` (see :class:`ViewSpec`).
     ``max_clips_per_subset`` keeps a fixed-seed, class-mixed subset of each split (for smoke runs).
+
+    ``val_fraction > 0`` holds out that fraction of each class's training clips (a permutation seeded
+    by ``split_seed``, the same for every run seed, so cached teachers are shared by the seeds) as the
+    ``val`` subset, not trained on; ``val`` is otherwise the reader's (HMDB51 has none: its ``val`` is
+    the test list, so nothing may be selected on it). The ``test`` subset is the reader's either way.
     """
 
     def __init__(
@@ -194,6 +201,8 @@ class VideoDataModule(L.LightningDataModule):
         max_clips_per_subset: int | None = None,
         seed: int = 0,
         twin_geometry: Mapping[str, Any] | None = None,
+        val_fraction: float = 0.0,
+        split_seed: int = 0,
     ):
         super().__init__()
         if synthetic and twin_geometry:
@@ -241,6 +250,10 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.max_clips_per_subset = max_clips_per_subset
         self.seed = int(seed)
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise invalid_value("dataset.val_fraction", val_fraction, "a number in [0, 1)")
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)
         self._datasets: dict[str, VideoClipDataset] = {}
 
     @property
@@ -263,7 +276,7 @@ class VideoDataModule(L.LightningDataModule):
     def dataset(self, subset: str) -> VideoClipDataset:
         """The (cached) dataset of ``subset`` in ``train`` / ``val`` / ``test``."""
         if subset not in self._datasets:
-            records = self.reader.records(subset)
+            records = self.subset_records(subset)
             n = self.max_clips_per_subset
             if n is not None and len(records) > int(n):
                 g = torch.Generator().manual_seed(0)
@@ -284,6 +297,20 @@ class VideoDataModule(L.LightningDataModule):
                 views,
             )
         return self._datasets[subset]
+
+    def subset_records(self, subset: str) -> list[VideoRecord]:
+        """The clips of ``subset``: the reader's, or with ``val_fraction > 0`` the training clips split
+        into ``train`` and a class-stratified ``val`` hold-out (class docstring)."""
+        if self.val_fraction == 0 or subset == "test":
+            return self.reader.records(subset)
+        train = self.reader.records("train")
+        labels = np.array([r.label for r in train], dtype=np.int64)
+        keep = stratified_split(labels, self.val_fraction, 0.0, self.split_seed)[subset]
+        if subset == "val" and len(keep) == 0:
+            raise invalid_value(
+                "dataset.val_fraction", self.val_fraction, f"a fraction that holds out at least one of {len(train)} clips"
+            )
+        return [train[i] for i in keep]
 
     def setup(self, stage: str | None = None) -> None:
         subsets = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
