@@ -152,7 +152,7 @@ def make_table_sweep(sweep, table=TABLE, accuracy=ACCURACY, tuned=None):
         for seed, acc in enumerate(values):
             job = sweep / str(num)
             (job / ".hydra").mkdir(parents=True)
-            extra = [f"lr={tuned[arm][seed][0]}"] if tuned else []
+            extra = [f"lr={tuned[arm][seed][0]}"] if tuned and arm in tuned else []
             overrides = [
                 *extra,
                 f"m={arm}",
@@ -162,7 +162,7 @@ def make_table_sweep(sweep, table=TABLE, accuracy=ACCURACY, tuned=None):
                 "table=toy",
             ]
             (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-            val = tuned[arm][seed][1] if tuned else acc
+            val = tuned[arm][seed][1] if tuned and arm in tuned else acc
             (job / "metrics.json").write_text(
                 json.dumps({"metrics": {"test/acc": acc, "val/acc": val}, "seed": seed, "wall_time_s": 60.0})
             )
@@ -343,3 +343,27 @@ def test_a_tuned_section_shows_the_validation_score_of_every_grid_value(tmp_path
     assert rows[0] == "| arm | 0.1 | 0.5 | 1.0 |"
     assert rows[2] == "| The method | 0.5000 ± 0.0000 | **0.9500 ± 0.0000** | 0.9000 ± 0.0000 |"
     assert rows[3] == "| baseline | 0.5000 ± 0.0000 | 0.7000 ± 0.0000 | **0.9000 ± 0.0000** |"
+
+
+def test_an_arm_with_its_own_empty_grid_is_shown_untuned(tmp_path):
+    """An arm whose own grid lacks the tuned key (e.g. a student trained without the tuned distillation
+    weight) is reported as it ran: no tuned value, not incomplete, not at a grid end."""
+    table = {**TABLE, "tune": {"key": "lr", "select": "val/acc"}, "claims": ["method > trivial on test/acc"]}
+    arms = {**TABLE["sections"]["main"]["arms"], "trivial": {"overrides": ["m=trivial"], "grid": {}}}
+    table["sections"] = {"main": {"arms": arms, "grid": {"lr": ["0.1", "0.5", "1.0"]}}}
+    accuracy = {arm: [*values, *values, *values] for arm, values in ACCURACY.items()}
+    accuracy["trivial"] = ACCURACY["trivial"]
+    tuned = {arm: [("0.1", 0.5)] * 3 + [("0.5", 0.7)] * 3 + [("1.0", 0.9)] * 3 for arm in ACCURACY}
+    del tuned["trivial"]
+    make_table_sweep(tmp_path / "sweep", table=table, accuracy=accuracy, tuned=tuned)
+
+    markdown = build_report(tmp_path / "sweep")
+
+    row = next(line for line in markdown.splitlines() if line.startswith("| trivial |"))
+    assert row.startswith("| trivial | – | 0,1,2 | 0.1000 ± 0.0000 |")
+    assert "Left out until" not in markdown
+    flagged = markdown.split("**Tuned at an end of the grid.**")[1].split("\n## ")[0]
+    assert "- main: the largest (1.0): method, baseline, twin\n" in flagged
+    tuning = markdown.split("Validation `val/acc` per `lr`")[1].split("\n\n")[1]
+    assert "| trivial |" not in tuning and "| baseline |" in tuning
+    assert "**holds**" in claim_lines(markdown)["method > trivial on test/acc"]

@@ -33,15 +33,16 @@ TOY = {
 }
 
 
-def test_jobs_are_sections_by_cells_by_arms_by_seeds_with_the_first_ones_in_front():
+def test_jobs_are_sections_by_arms_by_cells_by_seeds_with_the_first_ones_in_front():
     jobs = expand(TOY)
     assert len(jobs) == 2 * 2 * 2 + 2
     assert (jobs[0].section, jobs[0].arm, jobs[0].seed, jobs[0].cell) == ("a", "teacher", 0, (("k", "1"),))
-    assert [(j.arm, j.seed) for j in jobs[1:5]] == [
-        ("student", 0),
-        ("student", 1),
-        ("teacher", 1),
-        ("student", 0),
+    assert [(j.arm, j.cell, j.seed) for j in jobs[1:6]] == [  # a row's jobs together
+        ("student", (("k", "1"),), 0),
+        ("student", (("k", "1"),), 1),
+        ("student", (("k", "2"),), 0),
+        ("student", (("k", "2"),), 1),
+        ("teacher", (("k", "1"),), 1),
     ]
     assert jobs[1].command_overrides() == [
         "logger=csv",
@@ -53,6 +54,25 @@ def test_jobs_are_sections_by_cells_by_arms_by_seeds_with_the_first_ones_in_fron
         "++table.arm=student",
     ]
     assert sections(TOY)["a"]["arms"]["teacher"]["label"] == "T"
+
+
+def test_an_arms_own_grid_replaces_the_sections():
+    toy = {**TOY, "sections": {"a": {**TOY["sections"]["a"]}}}
+    toy["sections"]["a"]["arms"] = {
+        "student": ["method=s"],
+        "alone": {"overrides": ["method=a"], "grid": {}},
+        "wide": {"overrides": ["method=w"], "grid": {"k": [1, 2, 3]}},
+    }
+    cells = {}
+    for job in expand(toy):
+        cells.setdefault(job.arm, []).append(job.cell)
+    assert cells["student"] == [(("k", "1"),)] * 2 + [(("k", "2"),)] * 2
+    assert cells["alone"] == [(), ()]
+    assert cells["wide"] == [(("k", str(v)),) for v in (1, 1, 2, 2, 3, 3)]
+    alone = next(j for j in expand(toy) if j.arm == "alone")
+    assert "k=1" not in alone.command_overrides() and alone.folder_name() == "a-alone-s0"
+    with pytest.raises(UserError, match="alone.grid"):
+        expand({"sections": {"a": {"arms": {"alone": {"overrides": ["m=a"], "grid": {"k": 1}}}}}})
 
 
 def test_select_and_seeds_narrow_the_table_and_each_job_has_its_own_folder():

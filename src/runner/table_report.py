@@ -10,7 +10,8 @@ the paper, what the runs show).
 
 With ``table.tune: {key: <grid key>, select: val/acc, mode: max}`` every arm is shown, and its claims
 checked, at its own best value of ``key`` in each cell, chosen on ``select`` (a validation metric,
-never test), e.g. the server step size of each Byrd-NAFL variant.
+never test), e.g. the server step size of each Byrd-NAFL variant. An arm whose own grid lacks ``key``
+(``grid: {}``, :func:`runner.tables.arm_grid`) is shown as it ran.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from runner.table_archive import (
     sweep_provenance,
     write_records,
 )
+from runner.tables import arm_grid
 from runner.tables import sections as table_sections
 
 
@@ -104,19 +106,21 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
     tuned_key = tune.get("key")
     out: dict[str, dict[tuple, dict[str, list[dict]]]] = {}
     for section, section_spec in spec.items():
-        grid_keys = list(section_spec["grid"])
-        cell_keys = [k for k in grid_keys if k != tuned_key]
+        grids = {arm: arm_grid(section_spec, arm) for arm in section_spec["arms"]}
         cells: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for job in jobs:
             job_section, arm = job_row(job)
             if job_section != section or arm not in section_spec["arms"]:
                 continue
-            cells[job_cell(job, cell_keys)][arm].append(job)
+            cells[job_cell(job, [k for k in grids[arm] if k != tuned_key])][arm].append(job)
         if tuned_key:
-            wanted = {str(v) for v in section_spec["grid"].get(tuned_key, [])}
             for cell, arms in cells.items():
                 place = " ".join(filter(None, [section, cell_name(cell)]))
                 for arm, members in list(arms.items()):
+                    grid = grids[arm].get(tuned_key)
+                    if not grid:  # an arm without the tuned key (its own grid): shown as it ran
+                        continue
+                    wanted = set(grid)
                     tried = {dict(job_cell(j, [tuned_key]))[tuned_key] for j in members}
                     if wanted - tried:  # its best value is not known yet: left out, listed
                         INCOMPLETE.append(f"{place} {arm}: {len(tried)} of {len(wanted)}")
@@ -125,7 +129,7 @@ def organise(jobs: list[dict], table: dict) -> dict[str, dict[tuple, dict[str, l
                     values = selection_values(members, tuned_key, tune)
                     arms[arm], best = pick_best(members, tuned_key, values, str(tune.get("mode", "max")))
                     TUNING.setdefault((section, cell), {})[arm] = (values, best)
-                    if best is not None and (edge := grid_edge(best, section_spec["grid"][tuned_key])):
+                    if best is not None and (edge := grid_edge(best, grid)):
                         AT_EDGE.append((place, edge, best, arm))
         order = {arm: i for i, arm in enumerate(section_spec["arms"])}
         out[section] = {
@@ -420,7 +424,7 @@ def row_identifier(spec: dict):
         section, arm = job_row(job)
         if section not in spec or arm not in spec[section]["arms"]:
             return None
-        return section, arm, job_cell(job, list(spec[section]["grid"]))
+        return section, arm, job_cell(job, list(arm_grid(spec[section], arm)))
 
     return identify
 
@@ -452,7 +456,8 @@ def tuning_table(section: str, section_spec: dict, table: dict) -> list[str]:
     cells = {cell: arms for (where, cell), arms in TUNING.items() if where == section}
     if not cells:
         return []
-    values = [str(v) for v in section_spec["grid"].get(key, [])]
+    grids = [arm_grid(section_spec, arm).get(key, []) for arm in section_spec["arms"]]
+    values = list(dict.fromkeys(str(v) for grid in grids for v in grid))
     with_cells = any(cells)
     lines = [
         "",

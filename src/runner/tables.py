@@ -21,13 +21,15 @@ node::
           overrides: [experiment=dual_teacher_hmdb_twin, ...]
           grid: {fl_strategy.attack: [none, alie]}   # optional factors crossed with every arm (cells)
           arms:                     # the table's rows: name -> overrides
-            dt_student_alone: [method=dt_student_alone]
+            dt_student_alone: {overrides: [method=dt_student_alone], grid: {}}   # its own grid (here none)
             dual_teacher: {overrides: [method=dual_teacher], label: "DT-KD (DATW + SDD + RKD)"}
       claims: [...]                 # see runner.claims
       trivial: {...}
 
-The jobs are every (section, grid cell, arm, seed), in that order, with the ``first`` jobs moved to
-the front. Each job's overrides: the table's, the section's, the grid cell's, the arm's, ``seed=<s>``,
+The jobs are every (section, arm, grid cell, seed), in that order (a row's jobs together, so a sweep
+cut short leaves whole rows), with the ``first`` jobs moved to the front. An arm's own ``grid`` replaces
+the section's for that arm (``grid: {}``: the arm has nothing to cross, e.g. a row without the tuned
+term; :func:`arm_grid`). Each job's overrides: the table's, the section's, the grid cell's, the arm's, ``seed=<s>``,
 then ``++table.section=<section>`` and ``++table.arm=<arm>`` (how :mod:`runner.report` finds its row); the
 command line's own overrides come last and win over a table value of the same key (``seed=0`` or
 ``seed=0,1`` replaces ``table.seeds``). ``table.select=[<section>|<section>/<arm>|<arm>, ...]`` runs a
@@ -93,16 +95,37 @@ def _override_list(value: Any, where: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def grid_spec(grid: Any, where: str) -> dict[str, list[str]]:
+    """``{key: [value, ...]}`` of a grid (values as override strings)."""
+    if not isinstance(grid, Mapping):
+        raise UserError(f"{where}: a mapping of override key -> list of values is expected, got {grid!r}")
+    out = {}
+    for key, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+            raise UserError(f"{where}.{key}: a non-empty list of values is expected, got {values!r}")
+        out[str(key)] = [str(v) for v in values]
+    return out
+
+
 def arm_spec(name: str, spec: Any, where: str) -> dict:
-    """``{"overrides": [...], "label": str}`` of one arm (a plain list of overrides is accepted)."""
+    """``{"overrides": [...], "label": str, "grid": {key: [values]} or None}`` of one arm (a plain list of
+    overrides is accepted; ``grid`` None: the section's)."""
     if not ARM_NAME.match(str(name)):
         raise UserError(f"{where}: arm name {name!r} may use letters, digits, '_', '.' and '-' only")
     if isinstance(spec, Mapping):
+        grid = spec.get("grid")
         return {
             "overrides": _override_list(spec.get("overrides"), f"{where}.{name}.overrides"),
             "label": str(spec.get("label") or name),
+            "grid": None if grid is None else grid_spec(grid, f"{where}.{name}.grid"),
         }
-    return {"overrides": _override_list(spec, f"{where}.{name}"), "label": str(name)}
+    return {"overrides": _override_list(spec, f"{where}.{name}"), "label": str(name), "grid": None}
+
+
+def arm_grid(section: Mapping, arm: str) -> dict[str, list[str]]:
+    """The grid crossed with ``arm`` (a section of :func:`sections`): its own, else the section's."""
+    own = section["arms"][arm]["grid"]
+    return section["grid"] if own is None else own
 
 
 def sections(table: Mapping) -> dict[str, dict]:
@@ -118,10 +141,9 @@ def sections(table: Mapping) -> dict[str, dict]:
         arms = section.get("arms") or {}
         if not arms:
             raise UserError(f"table.sections.{name}.arms: no arms (rows) given")
-        grid = section.get("grid") or {}
         out[str(name)] = {
             "overrides": _override_list(section.get("overrides"), f"table.sections.{name}.overrides"),
-            "grid": {str(k): [str(v) for v in values] for k, values in grid.items()},
+            "grid": grid_spec(section.get("grid") or {}, f"table.sections.{name}.grid"),
             "arms": {
                 str(arm): arm_spec(str(arm), spec, f"table.sections.{name}.arms")
                 for arm, spec in arms.items()
@@ -153,8 +175,8 @@ def expand(table: Mapping | DictConfig, seeds: Sequence[int] | None = None) -> l
     common = _override_list(table.get("overrides"), "table.overrides")
     jobs: list[TableJob] = []
     for section_name, section in sections(table).items():
-        for cell in grid_cells(section["grid"]):
-            for arm_name, arm in section["arms"].items():
+        for arm_name, arm in section["arms"].items():
+            for cell in grid_cells(arm_grid(section, arm_name)):
                 overrides = [
                     *common,
                     *section["overrides"],
