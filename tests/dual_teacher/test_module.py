@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 
+from runner.errors import UserError
 from runner.export import export_student
 from runner.methods.dual_teacher import DATW, DualTeacherDistillation, TinyVideoTransformer
 from runner.methods.dual_teacher.cache import sha256_file
@@ -101,6 +102,25 @@ def test_weighted_sum_of_named_terms(tmp_path):
     out = module.training_step(_batch(), 0)
     terms = out["loss_terms"]
     assert out["loss"].item() == pytest.approx(terms["ce"].item() + 0.5 * terms["kd"].item(), rel=1e-6)
+
+
+def test_distill_scale_multiplies_the_terms_that_read_a_teacher(tmp_path):
+    terms = {"ce": CrossEntropyTerm(weight=0.5), "kd": KDTerm(weight=0.5, teachers=["vit"])}
+    module = _module(tmp_path, terms)
+    module.distill_scale = 0.2
+    assert (module.term_weight("ce"), module.term_weight("kd")) == (0.5, pytest.approx(0.1))
+    module.eval()
+    out = module.training_step(_batch(), 0)
+    terms = out["loss_terms"]
+    assert out["loss"].item() == pytest.approx(0.5 * terms["ce"].item() + 0.1 * terms["kd"].item(), rel=1e-6)
+    with pytest.raises(UserError, match="method.distill.scale"):
+        DualTeacherDistillation(
+            student=_student(),
+            num_classes=NUM_CLASSES,
+            optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+            teachers=_teacher_specs(tmp_path),
+            distill={"terms": {"ce": CrossEntropyTerm()}, "scale": -1},
+        )
 
 
 def test_checkpoint_has_no_teachers_but_their_hashes(tmp_path):

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 DISTILL_DEFAULTS: dict[str, Any] = {
     "terms": {},
+    "scale": 1.0,
     "cache": False,
     "cache_views": 4,
     "cache_dir": "teacher_cache",
@@ -93,7 +94,8 @@ class DualTeacherDistillation(VideoClassificationModule):
             {data: a built datamodule to pretrain on first, and recipe values (max_epochs,
             optimizer, scheduler, ...) that replace teacher_training's for the pretraining}}``.
         optimizer, scheduler: partial constructors (student + training-only term parameters).
-        distill: ``terms`` (name -> :class:`.terms.LossTerm`, null to drop one), ``cache`` (bool),
+        distill: ``terms`` (name -> :class:`.terms.LossTerm`, null to drop one), ``scale`` (λ, multiplies
+            the weight of every term that reads a teacher: :meth:`term_weight`), ``cache`` (bool),
             ``cache_views`` (K), ``cache_dir``, ``cache_seed``, ``teacher_training``
             (``enabled``, ``max_epochs``, ``optimizer``, ``scheduler``, ``gradient_clip_val``,
             ``limit_train_batches``, ``cache_dir``, ``seed``), ``student_alone_reference`` (also
@@ -125,6 +127,10 @@ class DualTeacherDistillation(VideoClassificationModule):
             **dict(settings["teacher_training"] or {}),
         }
         self.settings = settings
+        scale = settings["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
+            raise invalid_value("method.distill.scale", scale, "a number >= 0")
+        self.distill_scale = float(scale)
         self.num_classes = int(num_classes)
         self.student = student
 
@@ -495,6 +501,13 @@ class DualTeacherDistillation(VideoClassificationModule):
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.student(video)
 
+    def term_weight(self, name: str) -> float:
+        """The weight of term ``name`` in the objective: its own, times ``distill.scale`` (λ) when it reads
+        a teacher. The paper gives no α, β, γ (card, "Reconstruction"); λ scales them together against the
+        label term(s), so one value per row can be tuned on validation (α = β = γ = λ at the defaults)."""
+        term = self.terms[name]
+        return term.weight * (self.distill_scale if term.teachers else 1.0)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         if batch["video"].shape[0] == 0:
             return None
@@ -512,7 +525,7 @@ class DualTeacherDistillation(VideoClassificationModule):
             epoch=int(self.current_epoch),
         )
         values = {name: term(ctx) for name, term in self.terms.items()}
-        total = sum(self.terms[name].weight * value for name, value in values.items())
+        total = sum(self.term_weight(name) * value for name, value in values.items())
         self._feature_maps.clear()
         n = logits.shape[0]
         self.train_metrics.update(logits.detach(), batch["label"])
