@@ -453,7 +453,9 @@ class FederatedModule(L.LightningModule):
         return params, self.strategy.client_evaluation_buffers(self, clients, self.global_buffers())
 
     @torch.no_grad()
-    def accuracy_per_client(self, params: torch.Tensor, buffers: torch.Tensor, data: ClientData) -> torch.Tensor:
+    def accuracy_per_client(
+        self, params: torch.Tensor, buffers: torch.Tensor, data: ClientData
+    ) -> torch.Tensor:
         """``(K,)`` accuracy of client ``k``'s model (``params[k]``, ``buffers[k]``, eval mode) on its
         own samples of ``data``."""
         correct = torch.zeros(data.num_clients, device=self.device)
@@ -484,7 +486,9 @@ class FederatedModule(L.LightningModule):
                 correct += (logits.argmax(-1) == data.y[chunk]).sum()
         return correct / max(len(data.order), 1)
 
-    def _log_mean_accuracy(self, name: str, acc: torch.Tensor, sizes: torch.Tensor, prog_bar: bool = False) -> None:
+    def _log_mean_accuracy(
+        self, name: str, acc: torch.Tensor, sizes: torch.Tensor, prog_bar: bool = False
+    ) -> None:
         """``<name>`` (mean over clients) and ``<name>_weighted`` (mean over samples)."""
         sizes = sizes.to(acc.device).to(acc.dtype)
         self.log(name, acc.mean(), prog_bar=prog_bar, sync_dist=True)

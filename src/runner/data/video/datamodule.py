@@ -308,7 +308,9 @@ class VideoDataModule(L.LightningDataModule):
         keep = stratified_split(labels, self.val_fraction, 0.0, self.split_seed)[subset]
         if subset == "val" and len(keep) == 0:
             raise invalid_value(
-                "dataset.val_fraction", self.val_fraction, f"a fraction that holds out at least one of {len(train)} clips"
+                "dataset.val_fraction",
+                self.val_fraction,
+                f"a fraction that holds out at least one of {len(train)} clips",
             )
         return [train[i] for i in keep]
 
