@@ -213,7 +213,7 @@ def test_two_job_table_runs_through_the_runner_and_reports_its_claims(tmp_path, 
     assert recorded.returncode == 0, (recorded.stdout + recorded.stderr)[-3000:]
     assert f"2 already recorded in {out} (not run again)" in recorded.stdout + recorded.stderr
     assert f"rebuild the table with: python -m runner.report {out / 'runs'} --out {out}" in recorded.stderr
-    assert not list((tmp_path / "sweep2").glob("*/.hydra"))
+    assert not (tmp_path / "sweep2").exists()  # nothing ran: no sweep folder
 
     # the same table grown by one arm: only the new job runs, the finished ones are kept
     grown = [

@@ -58,7 +58,9 @@ class SweepSummary(Callback):
         failures = failed_jobs(sweep_dir)
         SWEEP_FAILURES.extend(str(sweep_dir / name) for name, _ in failures)
         console = Console(stderr=True)
-        if failures:
+        if not sweep_dir.is_dir():
+            console.print("sweep finished: nothing ran, no sweep folder written", soft_wrap=True)
+        elif failures:
             console.print(
                 f"[bold red]sweep finished: {len(failures)} of {len(jobs)} job(s) failed[/] ({sweep_dir})",
                 soft_wrap=True,

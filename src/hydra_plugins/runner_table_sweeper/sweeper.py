@@ -114,8 +114,6 @@ class RunnerTableSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         from runner.errors import UserError
         from runner.table_archive import run_identity
 
@@ -142,6 +140,10 @@ class RunnerTableSweeper(Sweeper):
             if records
             else "",
         )
+        if not pending and not sweep_dir.is_dir():  # nothing to run: no empty sweep folder either
+            return []
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         batches = [[job for job in pending if job[2]], [job for job in pending if not job[2]]]
         returns, number = [], 0
         for batch in filter(
