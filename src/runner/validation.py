@@ -363,6 +363,7 @@ RANGES: dict[str, dict[str, str | Rule]] = {
         "decoders.*.top_p": "(0, 1]",
         "distill.cache_views": COUNT,
         "distill.probe_clip": COUNT,
+        "distill.scale": "number >= 0",
         "distill.terms.*.weight": "number >= 0",
         "distill.terms.kd.fusion.tau": "number > 0",
         "distill.terms.rkd.*_factor": "number >= 0",
