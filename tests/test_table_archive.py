@@ -112,6 +112,16 @@ def test_metrics_narrow_the_columns_but_the_records_keep_every_metric(tmp_path):
     assert yaml.safe_load((out / "runs" / "table.yaml").read_text())["metrics"] == ["test/acc", "val/acc"]
 
 
+def test_the_archived_table_leaves_out_what_only_chose_the_sweeps_part(tmp_path):
+    out = tmp_path / "out"
+    make_table_sweep(tmp_path / "a", table={**TABLE, "select": ["main"], "records": "experiments/toy"})
+
+    assert main([str(tmp_path / "a"), "--out", str(out)]) == 0
+
+    archived = yaml.safe_load((out / "runs" / "table.yaml").read_text())
+    assert "select" not in archived and "records" not in archived and archived["sections"] == TABLE["sections"]
+
+
 def test_recorded_runs_are_the_jobs_a_sweep_would_launch_again(tmp_path):
     from runner.table_archive import recorded_runs, run_identity
 

@@ -37,6 +37,10 @@ CURVE_PREFIXES = ("val/", "train/loss", "train/acc")
 SIGNIFICANT_DIGITS = 6
 
 
+# table keys that only chose what one sweep ran, left out of the archived table
+SWEEP_ONLY_KEYS = ("select", "records")
+
+
 def archive_dir(out: Path) -> Path:
     return Path(out) / "runs"
 
@@ -144,8 +148,11 @@ def read_records(folder: Path) -> dict[str, dict[str, dict]]:
 
 
 def write_records(folder: Path, table: dict, records: dict[str, dict[str, dict]]) -> None:
+    """The table (without the keys that only chose what one sweep ran: ``select``, ``records``) and one
+    ``<section>.jsonl`` of records per section."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    table = {key: value for key, value in table.items() if key not in SWEEP_ONLY_KEYS}
     (folder / TABLE_FILE).write_text(yaml.safe_dump(table, sort_keys=False, allow_unicode=True))
     for section, by_key in records.items():
         lines = [json.dumps(by_key[key]) for key in sorted(by_key)]
