@@ -119,7 +119,9 @@ def test_the_archived_table_leaves_out_what_only_chose_the_sweeps_part(tmp_path)
     assert main([str(tmp_path / "a"), "--out", str(out)]) == 0
 
     archived = yaml.safe_load((out / "runs" / "table.yaml").read_text())
-    assert "select" not in archived and "records" not in archived and archived["sections"] == TABLE["sections"]
+    assert (
+        "select" not in archived and "records" not in archived and archived["sections"] == TABLE["sections"]
+    )
 
 
 def test_recorded_runs_are_the_jobs_a_sweep_would_launch_again(tmp_path):

@@ -494,13 +494,14 @@ class FederatedModule(L.LightningModule):
         self.log(name, acc.mean(), prog_bar=prog_bar, sync_dist=True)
         self.log(f"{name}_weighted", (acc * sizes).sum() / sizes.sum(), sync_dist=True)
 
-    def _log_personalised(self, stage: str) -> torch.Tensor | None:
-        data = self.client_val if stage == "val" and self.client_val is not None else self.client_test
+    def _log_validation_personalised(self) -> None:
+        """``val/personal_acc``: the personalised models on the clients' validation splits (their test
+        splits when there are none); test time is :meth:`_log_test`."""
+        data = self.client_val if self.client_val is not None else self.client_test
         if data is None:
-            return None
+            return
         acc = self.personalised_accuracy(data)
-        self._log_mean_accuracy(f"{stage}/personal_acc", acc, data.sizes, prog_bar=stage == "val")
-        return acc
+        self._log_mean_accuracy("val/personal_acc", acc, data.sizes, prog_bar=True)
 
     def _log_test(self) -> torch.Tensor | None:
         """Test metrics of the personalised models (when the clients have test splits) and the training
@@ -526,7 +527,7 @@ class FederatedModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_global("val", self.val_acc, self.val_class_acc, self.val_loss)
-        self._log_personalised("val")
+        self._log_validation_personalised()
 
     def on_test_epoch_start(self) -> None:
         self._start_eval()
