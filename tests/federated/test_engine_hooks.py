@@ -201,6 +201,7 @@ def test_personalised_evaluation_in_the_flow(make_cfg):
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     for key in ("test/personal_acc", "test/personal_acc_weighted", "test/acc_many", "test/acc_few"):
         assert 0.0 <= metrics[key] <= 1.0, key
+    assert 0.0 < metrics["test/personal_majority_acc"] < 1.0  # the trivial reference is logged too
     rows = list(csv.DictReader(open(out / "client_test_acc.csv")))
     assert len(rows) == 6
     mean = np.mean([float(r["personal_acc"]) for r in rows])

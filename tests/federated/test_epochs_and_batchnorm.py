@@ -14,6 +14,7 @@ from torch import nn
 
 from runner.errors import UserError
 from runner.federated import FederatedModule
+from runner.federated.module import majority_class_accuracy
 from runner.federated.simulator import BufferLayout, ClientData, LocalTraining, ParamLayout, epoch_steps
 from runner.federated.strategy import Strategy
 from runner.models.small import SmallCNN
@@ -288,3 +289,20 @@ def test_training_accuracies_are_the_evaluated_models_on_the_training_partitions
         manual = (logits.argmax(-1) == train.y[own]).float().mean()
         torch.testing.assert_close(per_client[k].float(), manual)
     torch.testing.assert_close(module.personalised_accuracy(train), per_client)
+
+
+def test_majority_class_accuracy_predicts_each_clients_most_frequent_training_class():
+    """``test/personal_majority_acc``'s per-client values: client 0 trains on classes (2, 2, 1) and is
+    tested on (2, 0); client 1 on a 0 / 1 tie (the smaller id, 0, wins) tested on (1, 1, 0); client 2
+    has no training samples (0) and client 3 no test samples (0, not NaN)."""
+    train = ClientData.from_parts(
+        torch.zeros(7, 1),
+        torch.tensor([2, 2, 1, 0, 1, 5, 5]),
+        [np.arange(0, 3), np.arange(3, 5), np.arange(0, 0), np.arange(5, 7)],
+    )
+    test = ClientData.from_parts(
+        torch.zeros(5, 1),
+        torch.tensor([2, 0, 1, 1, 0]),
+        [np.arange(0, 2), np.arange(2, 5), np.arange(0, 1), np.arange(5, 5)],
+    )
+    torch.testing.assert_close(majority_class_accuracy(train, test), torch.tensor([0.5, 1 / 3, 0.0, 0.0]))
