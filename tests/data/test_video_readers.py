@@ -187,11 +187,13 @@ def test_twin_cache_and_regeneration(tmp_path):
     assert os.stat(recipe).st_mtime_ns == m1 and os.stat(some_video).st_mtime_ns == v1
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp dirs left
     changed = ProceduralVideoTwin("kinetics400", **{**TINY, "seed": 1})
-    changed.ensure(root)
-    with open(recipe) as fh:
+    beside = changed.ensure(root)
+    assert beside != root
+    with open(os.path.join(beside, "recipe.json")) as fh:
         assert json.load(fh)["recipe"]["seed"] == 1
-    assert not os.path.exists(some_video)  # new random youtube ids
-    assert len(os.listdir(tmp_path)) == 1
+    assert os.stat(some_video).st_mtime_ns == v1  # the first twin stays as it was
+    assert not os.path.exists(some_video.replace(root, beside))  # new random youtube ids
+    assert len(os.listdir(tmp_path)) == 2
 
 
 def test_twin_refuses_foreign_dir(tmp_path):

@@ -159,8 +159,10 @@ def test_twin_is_cached_and_regenerated_when_the_recipe_changes(tmp_path):
         min_interactions=5,
         seed=1,
     )
-    other.ensure(str(root))
-    assert path.read_text() != first
+    beside = other.ensure(str(root))
+    assert path.read_text() == first  # the first twin is left as it was
+    path = os.path.join(beside, "toy.inter")
+    assert open(path).read() != first
     data = read_atomic_inter(str(path))
     assert data.num_users == 80 and data.rating is not None and len(data) >= 80 * 5
 

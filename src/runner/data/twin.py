@@ -4,10 +4,15 @@ regeneration only when the recipe changes.
 A twin subclasses :class:`CachedTwin` and implements :meth:`recipe` (every parameter that
 determines the files, including a recipe version) and :meth:`write` (write the dataset, in the
 real format, into an empty folder). :meth:`ensure` does the rest: ``recipe.json`` in the root
-holds the recipe's hash; a root whose hash differs is regenerated in a temporary folder beside it
-and renamed into place, so readers never see a half-written dataset; if another process finishes
-first with the same recipe its copy is kept; a non-empty folder that is not a twin is never
-overwritten.
+holds the recipe's hash; a twin is generated in a temporary folder and renamed into place, so readers
+never see a half-written dataset; if another process finishes first with the same recipe its copy is
+kept; a non-empty folder that is not a twin is never overwritten.
+
+A written twin is never changed or replaced. When the root already holds another recipe, this one goes
+to ``<root>-<first 12 hex digits of its hash>`` beside it (:func:`variant_root`), and :meth:`ensure`
+returns where the twin is. Replacing the folder in place, as the cache once did, let two runs of different twin
+sizes at once, such as a table sweep or two sessions, swap the folder under each other, and a run that
+reads its files lazily (videos, stickers) could read the other recipe's files.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from abc import ABC, abstractmethod
 
 from runner.errors import UserError, invalid_value
@@ -61,49 +65,66 @@ class CachedTwin(ABC):
             json.dump({"hash": self.recipe_hash(), "recipe": self.recipe()}, fh, indent=2, sort_keys=True)
 
     def ensure(self, root: str) -> str:
-        """Make sure ``root`` holds this twin (generating it if absent or stale); returns ``root``."""
+        """The folder that holds this twin, generated if needed: ``root`` when it holds this recipe or
+        nothing yet, else :func:`variant_root` (``root`` holds another recipe and is left as it is)."""
         root = os.path.abspath(os.path.expanduser(str(root)))
         if self.is_current(root):
             return root
-        if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, RECIPE_FILE)):
-            raise UserError(
-                f"refusing to write the synthetic twin into non-empty {root} (no {RECIPE_FILE} there)"
+        if _holds_files(root):
+            if not os.path.isfile(os.path.join(root, RECIPE_FILE)):
+                raise UserError(
+                    f"refusing to write the synthetic twin into non-empty {root} (no {RECIPE_FILE} there)"
+                )
+            variant = variant_root(root, self.recipe_hash())
+            if self.is_current(variant):
+                log.info("the %s twin is at %s (%s holds another recipe)", self.twin_name, variant, root)
+                return variant
+            log.info(
+                "%s holds another %s twin recipe (kept as is); this one goes to %s",
+                root,
+                self.twin_name,
+                variant,
             )
+            root = variant
         parent = os.path.dirname(root)
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
         try:
             started = time.perf_counter()
             self.generate(tmp)
+            where = self._install(tmp, root)
             log.info(
-                "generated the %s twin at %s in %.1fs", self.twin_name, root, time.perf_counter() - started
+                "generated the %s twin at %s in %.1fs", self.twin_name, where, time.perf_counter() - started
             )
-            self._install(tmp, root)
+            return where
         finally:
             if os.path.isdir(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
-        return root
 
-    def _install(self, tmp: str, root: str) -> None:
-        try:
-            os.rename(tmp, root)  # atomic when root does not exist (or is an empty folder)
-            return
-        except OSError:
-            pass
-        if self.is_current(root):
-            return  # another process won the race with the same recipe: keep theirs
-        trash = f"{root}.old-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(root, trash)  # a stale twin: move it aside
-        except FileNotFoundError:
-            trash = ""
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not self.is_current(root):
-                raise
-        if trash:
-            shutil.rmtree(trash, ignore_errors=True)
+    def _install(self, tmp: str, root: str) -> str:
+        """Rename the finished ``tmp`` to ``root`` (absent or an empty folder); where another process
+        filled ``root`` first, keep its copy of this recipe, or install beside a different one."""
+        for target in (root, variant_root(root, self.recipe_hash())):
+            try:
+                os.rename(tmp, target)  # atomic; fails when target is a non-empty folder
+                return target
+            except OSError:
+                if self.is_current(target):
+                    return target  # another process won the race with the same recipe: keep theirs
+        raise UserError(
+            f"could not install the synthetic twin at {root}: it and its variant hold other files"
+        )
+
+
+def variant_root(root: str, recipe_hash: str) -> str:
+    """Where a twin goes when ``root`` holds another recipe: ``<root>-<first 12 hex digits>``. A
+    variant's own variant is itself, so a recipe has at most these two places."""
+    suffix = f"-{recipe_hash[:12]}"
+    return root if root.endswith(suffix) else f"{root}{suffix}"
+
+
+def _holds_files(folder: str) -> bool:
+    return os.path.isdir(folder) and bool(os.listdir(folder))
 
 
 def data_root(synthetic: bool, root: str | None, twin: CachedTwin | None, synthetic_root: str | None) -> str:

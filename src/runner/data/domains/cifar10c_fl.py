@@ -130,11 +130,9 @@ class CIFAR10CTwinFromCifarTwin(CIFAR10CTwin):
         recipe["cifar_twin"] = self.cifar_twin.recipe()
         return recipe
 
-    def ensure(self, root: str) -> str:
-        self.cifar_twin.ensure(self.cifar_root)
-        return super().ensure(root)
-
     def write(self, out: str) -> None:
-        nested = os.path.join(self.cifar_root, "cifar-10-batches-py")
-        source = nested if os.path.isdir(nested) else self.cifar_root
+        # the source twin's folder: cifar_root, or beside it when cifar_root holds another recipe
+        source_root = self.cifar_twin.ensure(self.cifar_root)
+        nested = os.path.join(source_root, "cifar-10-batches-py")
+        source = nested if os.path.isdir(nested) else source_root
         CIFAR10CTwin(source, self.corruptions, self.seed).write(out)
