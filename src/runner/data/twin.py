@@ -1,5 +1,5 @@
 """The cache every synthetic twin shares: seeded generation into a temp folder, atomic install,
-regeneration only when the recipe changes.
+one folder per recipe (generated once, never rewritten).
 
 A twin subclasses :class:`CachedTwin` and implements :meth:`recipe` (every parameter that
 determines the files, including a recipe version) and :meth:`write` (write the dataset, in the
@@ -10,9 +10,9 @@ kept; a non-empty folder that is not a twin is never overwritten.
 
 A written twin is never changed or replaced. When the root already holds another recipe, this one goes
 to ``<root>-<first 12 hex digits of its hash>`` beside it (:func:`variant_root`), and :meth:`ensure`
-returns where the twin is. Replacing the folder in place, as the cache once did, let two runs of different twin
-sizes at once, such as a table sweep or two sessions, swap the folder under each other, and a run that
-reads its files lazily (videos, stickers) could read the other recipe's files.
+returns where the twin is. Replacing the folder in place, as the cache once did, let two runs of
+different twin sizes at once (a table sweep, two sessions) swap the folder under each other, and a run
+that reads its files lazily (videos, stickers) could read the other recipe's files.
 """
 
 from __future__ import annotations

@@ -79,8 +79,8 @@ class NonFiniteUpdate(RuntimeError):
 def majority_class_accuracy(train: ClientData, test: ClientData) -> torch.Tensor:
     """``(K,)`` accuracy on client ``k``'s ``test`` samples of always predicting the most frequent class
     of its ``train`` samples (ties: the smallest class id; a client without training samples scores 0).
-    The trivial baseline of personalised accuracy: what label skew alone gives (issue 16; under
-    Dirichlet(0.1) on the CIFAR-10 twin it is about 0.6-0.7, level with every personalised method)."""
+    The trivial baseline of personalised accuracy: what label skew alone gives (issue 16; about 0.6-0.7
+    under Dirichlet(0.1) on the CIFAR-10 twin, 0.3 under Dirichlet(0.5))."""
     correct = torch.zeros(test.num_clients, device=test.y.device)
     for k in range(test.num_clients):
         labels = train.y[train.indices_of(k)]
