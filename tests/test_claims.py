@@ -14,6 +14,7 @@ from runner.claims import (
     HOLDS,
     NOT_SEPARABLE,
     check_claim,
+    claim_line,
     evaluations_to_reach,
     one_sample,
     parse_claim,
@@ -367,3 +368,14 @@ def test_an_arm_with_its_own_empty_grid_is_shown_untuned(tmp_path):
     tuning = markdown.split("Validation `val/acc` per `lr`")[1].split("\n\n")[1]
     assert "| trivial |" not in tuning and "| baseline |" in tuning
     assert "**holds**" in claim_lines(markdown)["method > trivial on test/acc"]
+
+
+def test_a_claim_on_a_metric_the_runs_lack_is_not_evaluated():
+    """Records from before a metric was logged: the claim line says it was not evaluated, never a
+    verdict on nothing."""
+    claim = parse_claim("local_only[test/personal_acc] > local_only[test/personal_majority_acc]")
+    values = {("local_only", "test/personal_acc"): [0.7, 0.72, 0.71]}
+    verdict = check_claim(claim, lambda arm, metric: values.get((arm, metric), []), arms=["local_only"])
+    assert verdict is None
+    assert "not evaluated" in claim_line(claim, verdict, "cinic10")
+    assert "lack the metric" in claim_line(claim, verdict, "cinic10")

@@ -217,7 +217,8 @@ def check_claim(
     arms: Sequence[str] = (),
     alpha: float = DEFAULT_ALPHA,
 ) -> Verdict | None:
-    """The verdict of ``claim`` on one cell of a table (None if an arm is absent from ``arms``).
+    """The verdict of ``claim`` on one cell of a table (None if an arm is absent from ``arms`` or a
+    side has no value, e.g. records from before the metric was logged).
 
     ``finals(arm, metric)``: the seeds' final values; ``curves(arm, metric)``: the seeds' curves
     (``{epoch: value}``) for "reaches"; ``arms``: the arms present (for a relative target)."""
@@ -262,7 +263,7 @@ def claim_line(claim: Claim, verdict: Verdict | None, where: str = "") -> str:
     """``- [where] <claim>: **holds** (A ... vs B ..., Welch p = ...) — paper: ...``"""
     prefix = f"- {f'[{where}] ' if where else ''}`{claim.text}`: "
     if verdict is None:
-        return prefix + "not evaluated (an arm has no finished run here)"
+        return prefix + "not evaluated (an arm has no finished run here, or its runs lack the metric)"
     unit = "evaluations to target" if claim.kind == "reaches" else claim.left_metric
     right_name = (
         claim.right
