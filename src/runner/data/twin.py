@@ -104,7 +104,7 @@ class CachedTwin(ABC):
     def _install(self, tmp: str, root: str) -> str:
         """Rename the finished ``tmp`` to ``root`` (absent or an empty folder); where another process
         filled ``root`` first, keep its copy of this recipe, or install beside a different one."""
-        for target in (root, variant_root(root, self.recipe_hash())):
+        for target in dict.fromkeys((root, variant_root(root, self.recipe_hash()))):  # once each
             try:
                 os.rename(tmp, target)  # atomic; fails when target is a non-empty folder
                 return target
